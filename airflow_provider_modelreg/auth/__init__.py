@@ -1,0 +1,1 @@
+"""Authentication helpers for the services this provider talks to."""

@@ -1,0 +1,189 @@
+"""Provider metadata for Airflow: connection types (declarative ``conn-fields``), hooks, operators, ...
+
+This module is the single source of the connection forms: the hooks' Python form methods
+(``get_connection_form_widgets`` / ``get_ui_field_behaviour``) are derived from the dicts here.
+It imports nothing but the standard library, so the providers manager can read it cheaply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PACKAGE = "airflow_provider_modelreg"
+
+
+def _text(label: str, description: str | None = None, default: Any = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": ["string", "null"]}
+    if default is not None:
+        schema["default"] = default
+    field: dict[str, Any] = {"label": label, "schema": schema}
+    if description:
+        field["description"] = description
+    return field
+
+
+def _secret(label: str, description: str | None = None) -> dict[str, Any]:
+    field = _text(label, description)
+    field["schema"]["format"] = "password"  # the UI masks it and the providers manager marks it sensitive
+    return field
+
+
+def _number(label: str, default: float, description: str) -> dict[str, Any]:
+    return {
+        "label": label,
+        "schema": {"type": ["number", "null"], "default": default},
+        "description": description,
+    }
+
+
+TRANSPORT_FIELDS: dict[str, dict[str, Any]] = {
+    "timeout": _number("Timeout (s)", 30, "Per-request timeout in seconds."),
+    "ca_bundle": _text(
+        "CA bundle path",
+        "Path to a PEM CA bundle used to verify the service's TLS certificate. TLS verification is always on "
+        "unless 'verify' is set to false.",
+    ),
+    "verify": {
+        "label": "Verify TLS",
+        "schema": {"type": ["boolean", "null"], "default": True},
+        "description": "Verify the service's TLS certificate (default true).",
+    },
+}
+
+OCI_CREDENTIAL_FIELDS: dict[str, dict[str, Any]] = {
+    "tenancy": _text("Tenancy OCID"),
+    "user": _text("User OCID"),
+    "fingerprint": _text("API key fingerprint"),
+    "private_key": _secret("Private key (PEM)", "Inline PEM of the API signing key."),
+    "key_file": _text("Private key file", "Path to the PEM API signing key (instead of the inline key)."),
+    "passphrase": _secret("Private key passphrase"),
+    "region": _text("Region", "e.g. us-ashburn-1; gives the endpoint unless Host is set."),
+    "config_file": _text("OCI config file", "Read credentials from this config file (e.g. ~/.oci/config)."),
+    "profile": _text("OCI config profile", "Profile in the config file.", default="DEFAULT"),
+    "security_token_file": _text(
+        "Session token file", "Sign with a session token (keyId ST$<token>) instead of an API key."
+    ),
+}
+
+AIDP_FIELDS: dict[str, dict[str, Any]] = {
+    "ai_data_platform_id": _text("AI Data Platform OCID"),
+    "workspace_key": _text("Workspace key", "Workspace of the tracking API (experiments and runs)."),
+    "dh_user_principal": _text("DH user principal", "Sent as the dh-user-principal header when set."),
+}
+
+CONNECTION_TYPES: list[dict[str, Any]] = [
+    {
+        "hook-class-name": f"{PACKAGE}.hooks.happyrobot.HappyRobotHook",
+        "hook-name": "HappyRobot",
+        "connection-type": "happyrobot",
+        "conn-fields": {
+            "organization_id": _text("Organization id", "Sent as the x-organization-id header when set."),
+            **TRANSPORT_FIELDS,
+        },
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "port", "login", "extra"],
+            "relabeling": {"host": "Base URL", "password": "API key"},
+            "placeholders": {"host": "https://app.happyrobot.ai/api/v1"},
+        },
+    },
+    {
+        "hook-class-name": f"{PACKAGE}.hooks.oci_vision.OCIVisionHook",
+        "hook-name": "Oracle Cloud Infrastructure",
+        "connection-type": "oci",
+        "conn-fields": {**OCI_CREDENTIAL_FIELDS, **TRANSPORT_FIELDS},
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "port", "login", "password", "extra"],
+            "relabeling": {"host": "Endpoint override"},
+            "placeholders": {"host": "https://vision.aiservice.us-ashburn-1.oci.oraclecloud.com"},
+        },
+    },
+    {
+        "hook-class-name": f"{PACKAGE}.hooks.mlflow.OCIDataPlatformMlflowHook",
+        "hook-name": "OCI AI Data Platform (MLflow)",
+        "connection-type": "oci_aidp",
+        "conn-fields": {**AIDP_FIELDS, **OCI_CREDENTIAL_FIELDS, **TRANSPORT_FIELDS},
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "port", "login", "password", "extra"],
+            "relabeling": {"host": "Endpoint override"},
+            "placeholders": {"host": "https://datalake.us-ashburn-1.oci.oraclecloud.com"},
+        },
+    },
+    {
+        "hook-class-name": f"{PACKAGE}.hooks.mlflow.MlflowHook",
+        "hook-name": "MLflow tracking server",
+        "connection-type": "mlflow",
+        "conn-fields": {
+            "auth_type": {
+                "label": "Auth type",
+                "schema": {
+                    "type": ["string", "null"],
+                    "enum": ["none", "basic", "bearer"],
+                    "default": "none",
+                },
+                "description": "none, basic (login and password) or bearer (password is the token).",
+            },
+            **TRANSPORT_FIELDS,
+        },
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "port", "extra"],
+            "relabeling": {"host": "Tracking URI", "password": "Password or token"},
+            "placeholders": {"host": "http://127.0.0.1:5000"},
+        },
+    },
+    {
+        "hook-class-name": f"{PACKAGE}.hooks.nemo.NemoModelsHook",
+        "hook-name": "NVIDIA NeMo Platform",
+        "connection-type": "nemo_platform",
+        "conn-fields": {**TRANSPORT_FIELDS},
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "port", "login", "extra"],
+            "relabeling": {"host": "Base URL (NMP_BASE_URL)", "password": "Access token (optional)"},
+            "placeholders": {"host": "http://nemo-platform.example:8080"},
+        },
+    },
+]
+
+INTEGRATIONS = {
+    "happyrobot": "HappyRobot",
+    "oci_vision": "OCI AI Vision",
+    "mlflow": "MLflow (OCI AI Data Platform and open-source)",
+    "nemo": "NVIDIA NeMo Platform",
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-modelreg",
+        "name": "Model registry (OCI AI Vision, OCI AI Data Platform, MLflow, NVIDIA NeMo, HappyRobot)",
+        "description": "Train models, log runs and register model versions from Airflow DAGs.",
+        "versions": ["0.1.0"],
+        "integrations": [{"integration-name": name, "tags": ["service"]} for name in INTEGRATIONS.values()],
+        "hooks": [
+            {"integration-name": name, "python-modules": [f"{PACKAGE}.hooks.{module}"]}
+            for module, name in INTEGRATIONS.items()
+        ],
+        "operators": [
+            {"integration-name": name, "python-modules": [f"{PACKAGE}.operators.{module}"]}
+            for module, name in INTEGRATIONS.items()
+        ],
+        "sensors": [
+            {"integration-name": name, "python-modules": [f"{PACKAGE}.sensors.{module}"]}
+            for module, name in INTEGRATIONS.items()
+        ],
+        "triggers": [
+            {"integration-name": name, "python-modules": [f"{PACKAGE}.lifecycle"]} for name in INTEGRATIONS.values()
+        ],
+        "connection-types": CONNECTION_TYPES,
+        "extra-links": [
+            f"{PACKAGE}.links.oci_vision.OCIVisionModelLink",
+            f"{PACKAGE}.links.mlflow.MlflowRunLink",
+        ],
+    }
+
+
+def connection_type(conn_type: str) -> dict[str, Any]:
+    """The declarative definition of one connection type (used by the hooks' form methods)."""
+    for definition in CONNECTION_TYPES:
+        if definition["connection-type"] == conn_type:
+            return definition
+    raise KeyError(conn_type)

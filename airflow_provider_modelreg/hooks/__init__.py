@@ -1,0 +1,1 @@
+"""Hooks of the modelreg provider, one module per service."""

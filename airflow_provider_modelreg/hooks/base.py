@@ -1,0 +1,135 @@
+"""What every service hook shares: connection reading, client building, form metadata, test_connection."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+
+from airflow_provider_modelreg.get_provider_info import connection_type
+from airflow_provider_modelreg.http import ApiRequest, ApiResponse, RetryPolicy, ServiceClient, ServiceError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+
+def connection_extras(conn: Connection) -> dict[str, Any]:
+    """The connection's extra fields, accepting the UI's ``extra__<type>__<name>`` prefixed form too."""
+    extras = dict(conn.extra_dejson or {})
+    prefix = f"extra__{conn.conn_type}__"
+    for key in list(extras):
+        if key.startswith(prefix):
+            extras.setdefault(key[len(prefix) :], extras.pop(key))
+    return {k: v for k, v in extras.items() if v not in (None, "")}
+
+
+def base_url_of(host: str | None, default: str, *, port: int | None = None, scheme: str = "https") -> str:
+    """Base URL from a connection's host (which may be a full URL) or the service default."""
+    if not host:
+        return default.rstrip("/")
+    url = host if "://" in host else f"{scheme}://{host}"
+    if port and url.count(":") == 1:
+        url = f"{url}:{port}"
+    return url.rstrip("/")
+
+
+def transport_options(extras: dict[str, Any]) -> dict[str, Any]:
+    """timeout and TLS verification (on unless switched off; a CA bundle path when given)."""
+    verify: bool | str = True
+    if extras.get("ca_bundle"):
+        verify = str(extras["ca_bundle"])
+    elif str(extras.get("verify", "true")).lower() in {"false", "0", "no"}:
+        verify = False
+    return {"timeout": float(extras.get("timeout", 30)), "verify": verify}
+
+
+class ModelRegHook(BaseHook):
+    """Base of the provider's hooks: one :class:`ServiceClient` built from one Airflow connection.
+
+    Subclasses give ``client_from_connection`` (pure: connection in, client out), so the sync hook and
+    the async triggers build the same client; triggers call :meth:`aclient_for` to fetch the connection
+    without blocking the triggerer's event loop.
+    """
+
+    conn_name_attr = "conn_id"
+    conn_type: ClassVar[str]
+    default_conn_name: ClassVar[str]
+    hook_name: ClassVar[str]
+    service: ClassVar[str]
+    # What test_connection calls: a cheap read that needs valid credentials.
+    probe_request: ClassVar[ApiRequest]
+
+    def __init__(self, conn_id: str | None = None, retry: RetryPolicy | None = None) -> None:
+        super().__init__()
+        self.conn_id = conn_id or self.default_conn_name
+        self.retry = retry
+
+    # -- form metadata, derived from get_provider_info's declarative conn-fields -------------------
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        behaviour = connection_type(cls.conn_type)["ui-field-behaviour"]
+        return {
+            "hidden_fields": list(behaviour.get("hidden-fields", [])),
+            "relabeling": dict(behaviour.get("relabeling", {})),
+            "placeholders": dict(behaviour.get("placeholders", {})),
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """WTForms widgets for UIs that still build forms in Python (needs the FAB provider's wtforms)."""
+        try:
+            from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+            from wtforms import BooleanField, FloatField, PasswordField, StringField
+        except ImportError:  # Airflow 3's React UI reads conn-fields and needs none of this
+            return {}
+        widgets: dict[str, Any] = {}
+        for name, field in connection_type(cls.conn_type)["conn-fields"].items():
+            schema = field["schema"]
+            types = schema.get("type", [])
+            if schema.get("format") == "password":
+                widgets[name] = PasswordField(field["label"], widget=BS3PasswordFieldWidget())
+            elif "boolean" in types:
+                widgets[name] = BooleanField(field["label"], default=schema.get("default"))
+            elif "number" in types:
+                widgets[name] = FloatField(field["label"], default=schema.get("default"))
+            else:
+                widgets[name] = StringField(field["label"], widget=BS3TextFieldWidget())
+        return widgets
+
+    # -- clients ------------------------------------------------------------------------------------
+    @classmethod
+    def client_from_connection(cls, conn: Connection, retry: RetryPolicy | None = None) -> ServiceClient:
+        raise NotImplementedError
+
+    @staticmethod
+    def mask(*secrets: Any) -> None:
+        """Register secrets with Airflow's masker so they never reach a log."""
+        for secret in secrets:
+            if secret:
+                mask_secret(secret)
+
+    @cached_property
+    def client(self) -> ServiceClient:
+        return self.client_from_connection(self.get_connection(self.conn_id), self.retry)
+
+    def get_conn(self) -> ServiceClient:
+        return self.client
+
+    @classmethod
+    async def aclient_for(cls, conn_id: str, retry: RetryPolicy | None = None) -> ServiceClient:
+        conn = await BaseHook.aget_connection(conn_id)
+        return cls.client_from_connection(conn, retry)
+
+    def request(self, req: ApiRequest) -> ApiResponse:
+        return self.client.request(req)
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            self.request(self.probe_request)
+        except ServiceError as exc:
+            return False, str(exc)
+        except Exception as exc:  # a bad connection definition: report it, never raise from the UI
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, f"Connected to {self.hook_name} at {self.client.base_url}"

@@ -1,0 +1,111 @@
+"""HappyRobot: clone and train models (``/api/v1/models``), Bearer API key."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_modelreg.hooks.base import (
+    ModelRegHook,
+    base_url_of,
+    connection_extras,
+    transport_options,
+)
+from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient
+from airflow_provider_modelreg.lifecycle import LifecycleSpec, at, first_of
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+    from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
+
+DEFAULT_BASE_URL = "https://app.happyrobot.ai/api/v1"
+
+
+def read_model(ref: dict[str, Any]) -> ApiRequest:
+    return ApiRequest("GET", f"/models/{ref['model_id']}")
+
+
+MODEL_LIFECYCLE = LifecycleSpec(
+    key="airflow_provider_modelreg.hooks.happyrobot:MODEL_LIFECYCLE",
+    hook="airflow_provider_modelreg.hooks.happyrobot:HappyRobotHook",
+    noun="HappyRobot model",
+    read=read_model,
+    state=at("status"),
+    success=frozenset({"active"}),
+    failure=frozenset({"failed"}),
+    in_progress=frozenset({"pending", "training"}),
+    # No failure field is documented; these are the names HappyRobot's error bodies and peers use.
+    reason=first_of("error", "failure_reason", "status_message", "message"),
+)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class HappyRobotHook(ModelRegHook):
+    """HappyRobot API: the connection's password is the API key, its host an optional base URL.
+
+    :param conn_id: a ``happyrobot`` connection (default ``happyrobot_default``).
+    """
+
+    conn_type = "happyrobot"
+    default_conn_name = "happyrobot_default"
+    hook_name = "HappyRobot"
+    service = "HappyRobot"
+    probe_request = ApiRequest("GET", "/models", params={"status": "active"})
+
+    @classmethod
+    def client_from_connection(cls, conn: Connection, retry: RetryPolicy | None = None) -> ServiceClient:
+        extras = connection_extras(conn)
+        if not conn.password:
+            raise ValueError(f"connection {conn.conn_id!r}: the API key (password) is empty")
+        cls.mask(conn.password)
+        headers = {}
+        if extras.get("organization_id"):
+            headers["x-organization-id"] = str(extras["organization_id"])
+        return ServiceClient(
+            service=cls.service,
+            base_url=base_url_of(conn.host, DEFAULT_BASE_URL, port=conn.port),
+            auth=BearerAuth(conn.password),
+            headers=headers,
+            retry=retry,
+            **transport_options(extras),
+        )
+
+    def create_model(self, request: CreateModelRequest) -> dict[str, Any]:
+        # No idempotency key exists: never resend blindly (see find_model and create_once).
+        return self.request(ApiRequest("POST", "/models", json=request.wire(), idempotent=False)).data
+
+    def get_model(self, model_id: str) -> dict[str, Any]:
+        return self.request(read_model({"model_id": model_id})).data
+
+    def list_models(
+        self, use_case_id: str | None = None, status: str | None = None, trainable: bool | None = None
+    ) -> list[dict[str, Any]]:
+        params = {"use_case_id": use_case_id, "status": status}
+        if trainable is not None:
+            params["trainable"] = str(trainable).lower()
+        data = self.request(ApiRequest("GET", "/models", params=params)).data
+        return data if isinstance(data, list) else list((data or {}).get("data", []))
+
+    def find_model(self, request: CreateModelRequest, created_since: datetime) -> dict[str, Any] | None:
+        """The model an earlier try of this task created: same use case, name, source model and samples,
+        created since the DAG run's ``run_after`` (a weekly re-run with the same name gets a new model)."""
+        matches = []
+        for model in self.list_models(use_case_id=request.use_case_id):
+            created = _parse_time(model.get("created_at"))
+            if (
+                model.get("name") == request.name
+                and model.get("from_model_id") in (None, request.from_model_id)
+                and sorted(model.get("train_sample_ids") or request.train_sample_ids)
+                == sorted(request.train_sample_ids)
+                and created is not None
+                and created >= created_since - timedelta(minutes=1)
+            ):
+                matches.append((created, model))
+        return min(matches, key=lambda m: m[0])[1] if matches else None

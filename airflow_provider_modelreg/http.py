@@ -1,0 +1,398 @@
+"""The one HTTP layer every service uses: clients, retries, errors and request ids.
+
+Requests are described as plain data (:class:`ApiRequest`) and answers are parsed by plain functions, so
+the sync hooks and the async triggers differ only in which httpx client sends (sans-I/O).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from airflow_provider_modelreg import __version__
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADERS = ("opc-request-id", "x-request-id", "request-id", "x-correlation-id")
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Statuses that prove the server did not act on the request, so even a non-idempotent call may be resent.
+NOT_PROCESSED_STATUSES = frozenset({429})
+# Connection failures that happen before a request is written, so the server cannot have acted on it.
+NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def user_agent() -> str:
+    try:
+        from airflow import __version__ as airflow_version
+    except ImportError:  # pragma: no cover - Airflow is a dependency
+        airflow_version = "unknown"
+    return f"airflow-provider-modelreg/{__version__} apache-airflow/{airflow_version} httpx/{httpx.__version__}"
+
+
+class ServiceError(Exception):
+    """A failed call to a service: what was called, the HTTP status, the service's code and message.
+
+    ``code`` keeps the service's own error code (``RESOURCE_ALREADY_EXISTS``, ``NotAuthenticated``, ...)
+    so callers can branch on it. Never carries request headers or bodies, so no secret can leak through it.
+    """
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        method: str,
+        path: str,
+        status: int | None,
+        code: str | None,
+        message: str,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.service = service
+        self.method = method
+        self.path = path
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.retry_after = retry_after
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        status = f"HTTP {self.status}" if self.status is not None else "no HTTP answer"
+        code = f" {self.code}" if self.code else ""
+        rid = f" (request id: {self.request_id})" if self.request_id else ""
+        return f"{self.service} {self.method} {self.path} failed: {status}{code}: {self.message}{rid}"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keyword-only __init__ needs help to pickle
+        return (_rebuild_error, (self.__dict__.copy(),))
+
+    @property
+    def retryable(self) -> bool:
+        return self.status is None or self.status in RETRYABLE_STATUSES
+
+
+def _rebuild_error(state: dict[str, Any]) -> ServiceError:
+    err = ServiceError.__new__(ServiceError)
+    err.__dict__.update(state)
+    Exception.__init__(err, str(err))
+    return err
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One call, described as data. ``idempotent=None`` means: decide from the method and headers."""
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    headers: Mapping[str, str] | None = None
+    idempotent: bool | None = None
+    # OCI answers 404 for a short while after a create (eventual consistency): retry that many 404s.
+    not_found_retries: int = 0
+
+    def is_idempotent(self) -> bool:
+        if self.idempotent is not None:
+            return self.idempotent
+        if self.method.upper() in {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}:
+            return True
+        return any(k.lower() == "opc-retry-token" for k in (self.headers or {}))
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    status: int
+    headers: Mapping[str, str]
+    data: Any
+    request_id: str | None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, bounded by attempts and by total time."""
+
+    max_attempts: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    total_budget: float = 300.0
+    jitter: Callable[[float], float] = field(default=lambda ceiling: random.uniform(ceiling / 2, ceiling))
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (attempts count from 1)."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        wait = self.jitter(ceiling)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_delay * 4))
+        return wait
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def request_id_of(headers: Mapping[str, str]) -> str | None:
+    for name in REQUEST_ID_HEADERS:
+        if value := headers.get(name):
+            return value
+    return None
+
+
+_TAG = re.compile(r"<[^>]+>")
+
+
+def parse_error_body(body: bytes, content_type: str) -> tuple[str | None, str]:
+    """(code, message) from any of the error shapes the five services (and proxies) answer with."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        code = data.get("code") or data.get("error_code") or data.get("error")
+        message = data.get("message")
+        detail = data.get("detail")
+        if isinstance(detail, list):  # FastAPI 422: [{"loc": [...], "msg": ..., "type": ...}]
+            message = "; ".join(_format_validation_item(item) for item in detail)
+            code = code or "ValidationError"
+        elif detail is not None and message is None:
+            message = detail if isinstance(detail, str) else json.dumps(detail)
+        if message is None:
+            message = json.dumps(data)[:500]
+        return (str(code) if code is not None else None), str(message)
+    if "html" in content_type or text.startswith("<"):
+        text = " ".join(_TAG.sub(" ", text).split())
+        return None, f"non-JSON answer (HTML): {text[:200]}" if text else "empty HTML answer"
+    return None, text[:500] if text else "empty answer"
+
+
+def _format_validation_item(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
+    return f"{loc or '(body)'}: {item.get('msg', item)}"
+
+
+def error_from_response(service: str, method: str, path: str, response: httpx.Response) -> ServiceError:
+    code, message = parse_error_body(response.content, response.headers.get("content-type", ""))
+    return ServiceError(
+        service=service,
+        method=method,
+        path=path,
+        status=response.status_code,
+        code=code,
+        message=message,
+        request_id=request_id_of(response.headers),
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+    )
+
+
+def error_from_exception(service: str, method: str, path: str, exc: httpx.HTTPError) -> ServiceError:
+    return ServiceError(
+        service=service,
+        method=method,
+        path=path,
+        status=None,
+        code=type(exc).__name__,
+        message=str(exc) or type(exc).__name__,
+    )
+
+
+def decode_response(service: str, method: str, path: str, response: httpx.Response) -> ApiResponse:
+    if not response.content:
+        data: Any = None
+    else:
+        try:
+            data = response.json()
+        except ValueError:
+            _code, message = parse_error_body(response.content, response.headers.get("content-type", ""))
+            raise ServiceError(
+                service=service,
+                method=method,
+                path=path,
+                status=response.status_code,
+                code="InvalidResponse",
+                message=f"expected JSON, got {message}",
+                request_id=request_id_of(response.headers),
+            ) from None
+    return ApiResponse(response.status_code, response.headers, data, request_id_of(response.headers))
+
+
+class ServiceClient:
+    """httpx clients for one service, built once from a connection and reused for every call.
+
+    ``request`` (sync) and ``arequest`` (async) share request building, retry decisions and parsing;
+    only the send differs. The async client lives as long as the object: a trigger keeps one for its
+    whole wait and closes it in ``cleanup()``.
+    """
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        base_url: str,
+        auth: httpx.Auth | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        verify: bool | str = True,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.service = service
+        self.base_url = base_url.rstrip("/")
+        self.auth = auth
+        self.headers = {"user-agent": user_agent(), "accept": "application/json", **(headers or {})}
+        self.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self.verify = verify
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._client: httpx.Client | None = None
+        self._aclient: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:  # never show headers: they may hold a bearer token
+        return f"ServiceClient(service={self.service!r}, base_url={self.base_url!r})"
+
+    # -- clients -------------------------------------------------------------------------------------
+    def _client_kwargs(self) -> dict[str, Any]:
+        return {
+            "base_url": self.base_url,
+            "auth": self.auth,
+            "headers": self.headers,
+            "timeout": self.timeout,
+            "verify": self.verify,
+            "follow_redirects": False,
+        }
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(**self._client_kwargs())
+        return self._client
+
+    @property
+    def aclient(self) -> httpx.AsyncClient:
+        if self._aclient is None:
+            self._aclient = httpx.AsyncClient(**self._client_kwargs())
+        return self._aclient
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+
+    # -- the shared, I/O-free parts ----------------------------------------------------------------
+    def build(self, req: ApiRequest) -> httpx.Request:
+        # The body is serialised here (not with json=) so what is signed is exactly what is sent.
+        content = None
+        headers = dict(req.headers or {})
+        if req.json is not None:
+            content = json.dumps(req.json, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            headers.setdefault("content-type", "application/json")
+        params = {k: v for k, v in (req.params or {}).items() if v is not None}
+        return httpx.Request(req.method, self.base_url + req.path, params=params, content=content, headers=headers)
+
+    def _decide(
+        self, req: ApiRequest, attempt: int, started: float, outcome: httpx.Response | Exception
+    ) -> tuple[ServiceError | None, float | None]:
+        """(error to raise or None, seconds to wait before retrying or None)."""
+        if isinstance(outcome, httpx.Response):
+            if outcome.status_code < 400:
+                return None, None
+            error = error_from_response(self.service, req.method, req.path, outcome)
+            if outcome.status_code == 404 and attempt <= req.not_found_retries:
+                retryable = True
+            else:
+                safe = req.is_idempotent() or outcome.status_code in NOT_PROCESSED_STATUSES
+                retryable = error.retryable and safe
+        else:
+            if not isinstance(outcome, httpx.HTTPError):
+                raise outcome
+            error = error_from_exception(self.service, req.method, req.path, outcome)
+            retryable = req.is_idempotent() or isinstance(outcome, NOT_SENT_ERRORS)
+        if not retryable or attempt >= self.retry.max_attempts:
+            return error, None
+        wait = self.retry.delay(attempt, error.retry_after)
+        if time.monotonic() - started + wait > self.retry.total_budget:
+            return error, None
+        log.warning(
+            "%s %s %s: %s; retry %d/%d in %.1fs",
+            self.service,
+            req.method,
+            req.path,
+            f"HTTP {error.status} {error.code or ''}".strip() if error.status else error.code,
+            attempt,
+            self.retry.max_attempts - 1,
+            wait,
+        )
+        return error, wait
+
+    # -- senders -----------------------------------------------------------------------------------
+    def request(self, req: ApiRequest) -> ApiResponse:
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                outcome: httpx.Response | Exception = self.client.send(self.build(req))
+            except httpx.HTTPError as exc:
+                outcome = exc
+            error, wait = self._decide(req, attempt, started, outcome)
+            if error is None:
+                assert isinstance(outcome, httpx.Response)
+                return decode_response(self.service, req.method, req.path, outcome)
+            if wait is None:
+                raise error
+            self._sleep(wait)
+
+    async def arequest(self, req: ApiRequest) -> ApiResponse:
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                outcome: httpx.Response | Exception = await self.aclient.send(self.build(req))
+            except httpx.HTTPError as exc:
+                outcome = exc
+            error, wait = self._decide(req, attempt, started, outcome)
+            if error is None:
+                assert isinstance(outcome, httpx.Response)
+                return decode_response(self.service, req.method, req.path, outcome)
+            if wait is None:
+                raise error
+            await asyncio.sleep(wait)
+
+
+class BearerAuth(httpx.Auth):
+    """``Authorization: Bearer <token>``; the token is kept out of ``repr``."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __repr__(self) -> str:
+        return "BearerAuth(token=***)"
+
+    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        request.headers["authorization"] = f"Bearer {self._token}"
+        yield request

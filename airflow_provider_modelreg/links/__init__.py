@@ -1,0 +1,1 @@
+"""Links of the modelreg provider, one module per service."""

@@ -1,0 +1,1 @@
+"""Models of the modelreg provider, one module per service."""

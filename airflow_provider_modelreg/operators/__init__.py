@@ -1,0 +1,1 @@
+"""Operators of the modelreg provider, one module per service."""

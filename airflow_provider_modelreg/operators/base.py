@@ -1,0 +1,138 @@
+"""What every create operator shares: validate, create once, then wait (sync or deferred) for the end state."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_modelreg.lifecycle import (
+    LifecycleFailed,
+    LifecycleSpec,
+    LifecycleTimeout,
+    LifecycleTrigger,
+    Waiter,
+    raise_for_event,
+    wait_sync,
+)
+from airflow_provider_modelreg.models.base import InvalidRequest
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from airflow.sdk import Context
+
+    from airflow_provider_modelreg.hooks.base import ModelRegHook
+
+DEFAULT_WAIT_TIMEOUT = 24 * 3600.0
+
+
+class CreateAndWaitOperator(BaseOperator):
+    """Base of the create operators.
+
+    A subclass says how to build its request (``build_request``), how to create the resource once
+    (``create``), how to name it for the lifecycle spec (``resource_ref``) and what goes to XCom
+    (``to_xcom``). This class runs the rest: validation errors fail the task without a retry and before
+    any request; ``wait_for_completion`` waits in the worker or, with ``deferrable``, in the triggerer.
+
+    :param conn_id: the Airflow connection of the service.
+    :param wait_for_completion: wait until the resource reaches its final state.
+    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param poll_interval: seconds between two reads of the resource while waiting.
+    :param wait_timeout: seconds after which the wait fails (the deferral's timeout too).
+    """
+
+    hook_class: ClassVar[type[ModelRegHook]]
+    lifecycle: ClassVar[LifecycleSpec]
+    ui_color = "#e8f4fa"
+
+    def __init__(
+        self,
+        *,
+        conn_id: str | None = None,
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 30.0,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id or self.hook_class.default_conn_name
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+
+    @cached_property
+    def hook(self) -> ModelRegHook:
+        return self.hook_class(conn_id=self.conn_id)
+
+    # -- what subclasses give -----------------------------------------------------------------------
+    def build_request(self, context: Context) -> Any:
+        """The validated request model (raise InvalidRequest on bad input)."""
+        raise NotImplementedError
+
+    def create(self, context: Context, request: Any) -> Any:
+        """Create the resource once per task instance and return it."""
+        raise NotImplementedError
+
+    def resource_ref(self, resource: Any) -> dict[str, Any]:
+        """Primitive identifiers the lifecycle spec reads the resource by."""
+        raise NotImplementedError
+
+    def to_xcom(self, resource: Any) -> Any:
+        """What the task returns (plain JSON)."""
+        return resource
+
+    # -- the shared flow ----------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        try:
+            request = self.build_request(context)
+        except InvalidRequest as exc:
+            raise AirflowFailException(str(exc)) from None
+        resource = self.create(context, request)
+        ref = self.resource_ref(resource)
+        self.log.info("%s: %s", self.lifecycle.describe(ref), self.lifecycle.state(self.lifecycle.unwrap(resource)))
+        if not self.wait_for_completion:
+            return self.to_xcom(resource)
+        return self.wait(ref, resource)
+
+    def wait(self, ref: dict[str, Any], resource: Any) -> Any:
+        obs = Waiter(self.lifecycle, ref, self.log).evaluate(resource)
+        if obs.outcome == "waiting" and self.deferrable:
+            self.defer(
+                trigger=LifecycleTrigger(
+                    spec=self.lifecycle.key,
+                    conn_id=self.conn_id,
+                    ref=ref,
+                    poll_interval=self.poll_interval,
+                    end_time=time.time() + self.wait_timeout,
+                ),
+                method_name="execute_complete",
+                timeout=timedelta(seconds=self.wait_timeout),
+            )
+        try:
+            final = wait_sync(
+                self.hook.client,
+                self.lifecycle,
+                ref,
+                poll_interval=self.poll_interval,
+                timeout=self.wait_timeout,
+                logger=self.log,
+            )
+        except LifecycleFailed as exc:
+            raise AirflowFailException(str(exc)) from None
+        except LifecycleTimeout as exc:
+            raise AirflowException(str(exc)) from None
+        return self.to_xcom(final)
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
+        """Resume after the trigger: re-read the resource (no other side effect, so a repeat is harmless)."""
+        raise_for_event(event, timeout_error=AirflowException)
+        assert event is not None
+        data = self.hook.request(self.lifecycle.read(event["ref"])).data
+        return self.to_xcom(self.lifecycle.unwrap(data))

@@ -1,0 +1,93 @@
+"""The sandbox application: one router per service, the fault injector, and the admin endpoints."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.middleware.base import BaseHTTPMiddleware
+
+from airflow_provider_modelreg.sandbox.faults import FaultInjector, FaultRule
+from airflow_provider_modelreg.sandbox.state import OutcomeRule, SandboxState, public, request_id
+
+# Each module has ``router(state) -> APIRouter`` serving one service at its real paths.
+SERVICE_MODULES = ["happyrobot"]
+
+
+class Sandbox:
+    """The state, the fault injector and the ASGI app, kept together so tests can reach all three."""
+
+    def __init__(self, state: SandboxState | None = None, faults: list[FaultRule] | None = None) -> None:
+        self.state = state or SandboxState()
+        api = FastAPI(
+            title="airflow-provider-modelreg sandbox",
+            docs_url="/_sandbox/docs",
+            openapi_url="/_sandbox/openapi.json",
+        )
+        api.add_middleware(BaseHTTPMiddleware, dispatch=_add_request_id)
+        for name in SERVICE_MODULES:
+            module = importlib.import_module(f"airflow_provider_modelreg.sandbox.{name}")
+            api.include_router(module.router(self.state))
+        _add_admin_routes(api, self)
+        self.faults = FaultInjector(api, faults)
+        self.app = self.faults
+
+
+async def _add_request_id(request: Request, call_next: Any) -> Any:
+    response = await call_next(request)
+    rid = request.headers.get("opc-request-id") or request_id()
+    response.headers.setdefault("opc-request-id", rid)
+    response.headers.setdefault("x-request-id", rid)
+    return response
+
+
+def _add_admin_routes(api: FastAPI, sandbox: Sandbox) -> None:
+    state = sandbox.state
+
+    @api.get("/_sandbox/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "services": SERVICE_MODULES}
+
+    @api.post("/_sandbox/reset")
+    async def reset() -> dict[str, Any]:
+        state.reset()
+        sandbox.faults.rules.clear()
+        sandbox.faults.injected.clear()
+        return {"status": "reset"}
+
+    @api.post("/_sandbox/faults")
+    async def add_faults(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        rules = [FaultRule(**r) for r in (body if isinstance(body, list) else [body])]
+        sandbox.faults.rules.extend(rules)
+        return {"rules": [r.describe() for r in sandbox.faults.rules]}
+
+    @api.delete("/_sandbox/faults")
+    async def clear_faults() -> dict[str, Any]:
+        sandbox.faults.rules.clear()
+        return {"rules": []}
+
+    @api.post("/_sandbox/outcomes")
+    async def add_outcome(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        state.outcome_rules.append(OutcomeRule(**body))
+        return {"outcomes": [vars(r) for r in state.outcome_rules]}
+
+    @api.post("/_sandbox/settings")
+    async def settings(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        state.lifecycle_seconds.update(body.get("lifecycle_seconds", {}))
+        state.happyrobot_api_keys.update(body.get("happyrobot_api_keys", []))
+        state.oci_public_keys.update(body.get("oci_public_keys", {}))
+        return {"lifecycle_seconds": state.lifecycle_seconds}
+
+    @api.get("/_sandbox/resources")
+    async def resources(service: str | None = None) -> dict[str, Any]:
+        with state.lock:
+            services = [service] if service else list(state.resources)
+            return {s: [public(r) for r in state.resources.get(s, {}).values()] for s in services}
+
+    @api.get("/_sandbox/stats")
+    async def stats() -> dict[str, Any]:
+        return {"counters": dict(state.counters), "faults_injected": dict(sandbox.faults.injected)}

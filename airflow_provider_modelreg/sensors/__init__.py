@@ -1,0 +1,1 @@
+"""Sensors of the modelreg provider, one module per service."""

@@ -1,0 +1,130 @@
+"""Test set-up: a private AIRFLOW_HOME with a SQLite metadata DB, a DAG runner, and the sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Airflow reads its configuration at import: point it at a throw-away home before anything imports it.
+_HOME = Path(tempfile.mkdtemp(prefix="modelreg-airflow-home-"))
+(_HOME / "dags").mkdir()
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+
+HAPPYROBOT_KEY = "sandbox-happyrobot-key"
+
+# Service-specific fixtures live in tests/fixtures/<service>.py, one owner per file.
+pytest_plugins = sorted(
+    f"fixtures.{path.stem}" for path in (Path(__file__).parent / "fixtures").glob("*.py") if path.stem != "__init__"
+)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    from airflow.utils import db
+
+    db.initdb()
+
+
+class DagRunResult:
+    """A finished ``dag.test()`` run: its state, each task's state, and XCom return values."""
+
+    def __init__(self, dag_run: Any) -> None:
+        self.dag_run = dag_run
+        self.state = str(dag_run.state)
+        self.run_id = dag_run.run_id
+        self.dag_id = dag_run.dag_id
+
+    def task_states(self) -> dict[str, str]:
+        return {ti.task_id: str(ti.state) for ti in self._tis()}
+
+    def task_state(self, task_id: str) -> str:
+        return self.task_states()[task_id]
+
+    def try_number(self, task_id: str) -> int:
+        return next(ti.try_number for ti in self._tis() if ti.task_id == task_id)
+
+    def _tis(self) -> list[Any]:
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            tis = self.dag_run.get_task_instances(session=session)
+            session.expunge_all()
+            return tis
+
+    def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            row = session.scalars(
+                select(XComModel).where(
+                    XComModel.dag_id == self.dag_id,
+                    XComModel.run_id == self.run_id,
+                    XComModel.task_id == task_id,
+                    XComModel.key == key,
+                    XComModel.map_index == map_index,
+                )
+            ).first()
+            if row is None:
+                return None
+            value = row.value
+            return json.loads(value) if isinstance(value, str) else value
+
+
+@pytest.fixture
+def run_dag(airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Callable[..., DagRunResult]:
+    """Serialise a DAG built in a test to the DB, then run it with ``dag.test()`` (deferred tasks inline).
+
+    ``connections`` maps conn_id to a connection dict (set as AIRFLOW_CONN_* for the run).
+    """
+
+    def run(dag: Any, connections: dict[str, dict[str, Any]] | None = None) -> DagRunResult:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+        for conn_id, conn in (connections or {}).items():
+            monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+        DagBundlesManager().sync_bundles_to_db()
+        bag = DagBag(dag_folder=os.devnull)
+        bag.bag_dag(dag)
+        sync_bag_to_db(bag, "dags-folder", None)
+        return DagRunResult(dag.test())
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[Any]:
+    """One sandbox for the session, on a free loopback port, with fast lifecycles."""
+    from airflow_provider_modelreg.sandbox.server import SandboxServer
+    from airflow_provider_modelreg.sandbox.state import SandboxState
+
+    with SandboxServer() as server:
+        server.sandbox.state.lifecycle_seconds["*"] = 1.0
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: Any) -> Iterator[Any]:
+    """The session's sandbox, reset before each test (resources, faults, outcome rules)."""
+    sandbox_server.sandbox.state.reset()
+    sandbox_server.sandbox.faults.rules.clear()
+    sandbox_server.sandbox.faults.injected.clear()
+    sandbox_server.sandbox.state.lifecycle_seconds.clear()
+    sandbox_server.sandbox.state.lifecycle_seconds["*"] = 1.0
+    yield sandbox_server
+
+
+@pytest.fixture
+def happyrobot_conn(sandbox: Any) -> dict[str, Any]:
+    return {"conn_type": "happyrobot", "host": f"{sandbox.url}/api/v1", "password": HAPPYROBOT_KEY}
