@@ -107,7 +107,6 @@ def run_dag(airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Callable[..., 
 def sandbox_server() -> Iterator[Any]:
     """One sandbox for the session, on a free loopback port, with fast lifecycles."""
     from airflow_provider_modelreg.sandbox.server import SandboxServer
-    from airflow_provider_modelreg.sandbox.state import SandboxState
 
     with SandboxServer() as server:
         server.sandbox.state.lifecycle_seconds["*"] = 1.0
