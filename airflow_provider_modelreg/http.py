@@ -303,7 +303,7 @@ class ServiceClient:
             self._aclient = None
 
     # -- the shared, I/O-free parts ----------------------------------------------------------------
-    def build(self, req: ApiRequest) -> httpx.Request:
+    def build(self, req: ApiRequest, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
         # The body is serialised here (not with json=) so what is signed is exactly what is sent.
         content = None
         headers = dict(req.headers or {})
@@ -311,7 +311,8 @@ class ServiceClient:
             content = json.dumps(req.json, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
             headers.setdefault("content-type", "application/json")
         params = {k: v for k, v in (req.params or {}).items() if v is not None}
-        return httpx.Request(req.method, self.base_url + req.path, params=params, content=content, headers=headers)
+        # build_request (not httpx.Request) so the client's default headers apply.
+        return client.build_request(req.method, req.path.lstrip("/"), params=params, content=content, headers=headers)
 
     def _decide(
         self, req: ApiRequest, attempt: int, started: float, outcome: httpx.Response | Exception
@@ -355,7 +356,7 @@ class ServiceClient:
         while True:
             attempt += 1
             try:
-                outcome: httpx.Response | Exception = self.client.send(self.build(req))
+                outcome: httpx.Response | Exception = self.client.send(self.build(req, self.client))
             except httpx.HTTPError as exc:
                 outcome = exc
             error, wait = self._decide(req, attempt, started, outcome)
@@ -372,7 +373,7 @@ class ServiceClient:
         while True:
             attempt += 1
             try:
-                outcome: httpx.Response | Exception = await self.aclient.send(self.build(req))
+                outcome: httpx.Response | Exception = await self.aclient.send(self.build(req, self.aclient))
             except httpx.HTTPError as exc:
                 outcome = exc
             error, wait = self._decide(req, attempt, started, outcome)
