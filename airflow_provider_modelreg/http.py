@@ -132,8 +132,8 @@ class RetryPolicy:
         """Seconds to wait before attempt ``attempt + 1`` (attempts count from 1)."""
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         wait = self.jitter(ceiling)
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, self.max_delay * 4))
+        if retry_after is not None:  # the server knows best; the total budget still bounds it
+            wait = max(wait, retry_after)
         return wait
 
 

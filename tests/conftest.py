@@ -121,6 +121,7 @@ def sandbox(sandbox_server: Any) -> Iterator[Any]:
     sandbox_server.sandbox.faults.injected.clear()
     sandbox_server.sandbox.state.lifecycle_seconds.clear()
     sandbox_server.sandbox.state.lifecycle_seconds["*"] = 1.0
+    sandbox_server.sandbox.state.happyrobot_api_keys = {HAPPYROBOT_KEY}
     yield sandbox_server
 
 

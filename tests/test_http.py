@@ -1,0 +1,167 @@
+"""The shared HTTP layer: retries and backoff, fail-fast, error shapes, request ids, user agent."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from airflow_provider_modelreg.http import (
+    ApiRequest,
+    BearerAuth,
+    RetryPolicy,
+    ServiceClient,
+    ServiceError,
+    parse_error_body,
+    parse_retry_after,
+)
+from airflow_provider_modelreg.sandbox.faults import FaultRule
+
+KEY = "sandbox-happyrobot-key"
+LIST = ApiRequest("GET", "/models")
+
+
+def client_for(sandbox, sleeps: list[float], **policy) -> ServiceClient:
+    retry = RetryPolicy(**({"max_attempts": 4, "base_delay": 0.001, "max_delay": 0.01} | policy))
+    return ServiceClient(
+        service="HappyRobot", base_url=f"{sandbox.url}/api/v1", auth=BearerAuth(KEY), retry=retry, sleep=sleeps.append
+    )
+
+
+@pytest.mark.integration
+def test_retry_after_is_honoured(sandbox):
+    sleeps: list[float] = []
+    sandbox.sandbox.faults.rules.append(FaultRule(kind="status", status=429, retry_after=0.3, count=1))
+    assert client_for(sandbox, sleeps).request(LIST).status == 200
+    assert len(sleeps) == 1 and sleeps[0] >= 0.3
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_server_errors_are_retried_with_growing_backoff(sandbox, status):
+    sleeps: list[float] = []
+    sandbox.sandbox.faults.rules.append(FaultRule(kind="status", status=status, count=3))
+    client = client_for(sandbox, sleeps, base_delay=0.01, max_delay=1, jitter=lambda ceiling: ceiling)
+    assert client.request(LIST).status == 200
+    assert sleeps == [0.01, 0.02, 0.04]
+
+
+@pytest.mark.integration
+def test_the_retry_budget_is_bounded_and_the_last_error_is_raised(sandbox):
+    sleeps: list[float] = []
+    sandbox.sandbox.faults.rules.append(FaultRule(kind="status", status=503, count=None))
+    with pytest.raises(ServiceError) as caught:
+        client_for(sandbox, sleeps).request(LIST)
+    assert caught.value.status == 503
+    assert len(sleeps) == 3  # 4 attempts
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
+def test_other_client_errors_fail_fast(sandbox, status):
+    sleeps: list[float] = []
+    sandbox.sandbox.faults.rules.append(FaultRule(kind="status", status=status, count=None))
+    with pytest.raises(ServiceError) as caught:
+        client_for(sandbox, sleeps).request(LIST)
+    assert caught.value.status == status and sleeps == []
+
+
+@pytest.mark.integration
+def test_connection_errors_are_retried_for_reads_not_for_unkeyed_creates(sandbox):
+    sleeps: list[float] = []
+    sandbox.sandbox.faults.rules.append(FaultRule(kind="drop", count=1))
+    assert client_for(sandbox, sleeps).request(LIST).status == 200
+    sandbox.sandbox.faults.rules.append(FaultRule(kind="drop", count=1))
+    with pytest.raises(ServiceError) as caught:
+        client_for(sandbox, sleeps).request(ApiRequest("POST", "/models", json={}, idempotent=False))
+    assert caught.value.status is None and caught.value.retryable
+
+
+@pytest.mark.integration
+def test_a_refused_connection_is_retried_then_reported(sandbox):
+    sleeps: list[float] = []
+    client = ServiceClient(
+        service="X", base_url="http://127.0.0.1:9", retry=RetryPolicy(max_attempts=2), sleep=sleeps.append
+    )
+    with pytest.raises(ServiceError) as caught:
+        client.request(ApiRequest("POST", "/x", json={}, idempotent=False))  # nothing was sent: safe to resend
+    assert caught.value.code == "ConnectError" and len(sleeps) == 1
+
+
+@pytest.mark.integration
+def test_async_requests_share_the_same_policy(sandbox):
+    sleeps: list[float] = []
+    sandbox.sandbox.faults.rules.append(FaultRule(kind="status", status=503, count=1))
+    client = client_for(sandbox, sleeps)
+
+    async def go():
+        try:
+            return await client.arequest(LIST)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(go()).status == 200
+    assert sandbox.sandbox.faults.injected == {"status_503": 1}
+
+
+@pytest.mark.integration
+def test_user_agent_names_the_provider_and_airflow(sandbox):
+    client = client_for(sandbox, [])
+    request = client.build(LIST, client.client)
+    assert request.headers["user-agent"].startswith("airflow-provider-modelreg/")
+    assert " apache-airflow/3." in request.headers["user-agent"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "code", "message"),
+    [
+        (b'{"code": "NotAuthenticated", "message": "bad key"}', "application/json", "NotAuthenticated", "bad key"),
+        (
+            b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no run"}',
+            "application/json",
+            "RESOURCE_DOES_NOT_EXIST",
+            "no run",
+        ),
+        (
+            b'{"detail": [{"loc": ["body", "name"], "msg": "too long"}]}',
+            "application/json",
+            "ValidationError",
+            "name: too long",
+        ),
+        (
+            b'{"detail": "Model with workspace \'w\' already exists"}',
+            "application/json",
+            None,
+            "Model with workspace 'w' already exists",
+        ),
+        (b'{"error": "Bad Request", "message": "nope", "statusCode": 400}', "application/json", "Bad Request", "nope"),
+        (
+            b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+            "text/html",
+            None,
+            "non-JSON answer (HTML): 502 Bad Gateway",
+        ),
+        (b"", "text/plain", None, "empty answer"),
+    ],
+)
+def test_every_error_shape_gives_a_code_and_a_message(body, content_type, code, message):
+    assert parse_error_body(body, content_type) == (code, message)
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(None) is None
+    assert 0 <= parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") <= 0.001  # a past date: no wait
+
+
+def test_errors_survive_pickling_for_airflow_task_failure_reporting():
+    import pickle
+
+    err = ServiceError(service="S", method="GET", path="/p", status=404, code="C", message="m", request_id="r")
+    again = pickle.loads(pickle.dumps(err))
+    assert str(again) == str(err) == "S GET /p failed: HTTP 404 C: m (request id: r)"
+
+
+def test_bearer_tokens_stay_out_of_reprs():
+    client = ServiceClient(service="S", base_url="http://x", auth=BearerAuth("tok-secret-123"))
+    assert "tok-secret-123" not in repr(client) + repr(client.auth)

@@ -1,0 +1,165 @@
+"""The one waiting mechanism: spec evaluation, the sync wait and the deferrable trigger agree."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, HappyRobotHook
+from airflow_provider_modelreg.lifecycle import (
+    LifecycleFailed,
+    LifecycleTimeout,
+    LifecycleTrigger,
+    Waiter,
+    resolve_spec,
+    wait_sync,
+)
+from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
+from airflow_provider_modelreg.sandbox.state import OutcomeRule
+
+
+def is_primitive(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_primitive(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(is_primitive(v) for v in value)
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def test_unknown_states_count_as_in_progress_and_are_logged_once(caplog):
+    waiter = Waiter(MODEL_LIFECYCLE, {"model_id": "m1"})
+    with caplog.at_level(logging.WARNING):
+        observations = [waiter.evaluate({"status": s}) for s in ("queued", "queued", "training", "queued")]
+    assert [o.outcome for o in observations] == ["waiting"] * 4
+    assert [r.getMessage() for r in caplog.records].count(
+        "HappyRobot model model_id=m1 is in state 'queued', which is not a known state; waiting as if in progress"
+    ) == 1
+
+
+@pytest.mark.parametrize(
+    ("resource", "outcome"),
+    [
+        ({"status": "active"}, "success"),
+        ({"status": "failed"}, "failure"),
+        ({"status": "pending"}, "waiting"),
+        ({}, "waiting"),
+        ("<html>", "waiting"),
+    ],
+)
+def test_evaluation_never_crashes_on_odd_resources(resource, outcome):
+    assert Waiter(MODEL_LIFECYCLE, {"model_id": "m"}).evaluate(resource).outcome == outcome
+
+
+def test_specs_are_named_by_their_import_path():
+    assert resolve_spec(MODEL_LIFECYCLE.key) is MODEL_LIFECYCLE
+    with pytest.raises(ValueError, match="does not name a LifecycleSpec"):
+        resolve_spec("airflow_provider_modelreg.hooks.happyrobot:HappyRobotHook")
+
+
+def make_trigger(model_id: str, end_time: float = 1e12) -> LifecycleTrigger:
+    return LifecycleTrigger(
+        spec=MODEL_LIFECYCLE.key, conn_id="hr", ref={"model_id": model_id}, poll_interval=0.1, end_time=end_time
+    )
+
+
+def test_trigger_serialises_to_primitives_without_secrets():
+    classpath, kwargs = make_trigger("m1").serialize()
+    assert classpath == "airflow_provider_modelreg.lifecycle.LifecycleTrigger"
+    assert is_primitive(kwargs)
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert "sandbox-happyrobot-key" not in json.dumps(kwargs)
+
+
+async def first_event(trigger: LifecycleTrigger) -> dict[str, Any]:
+    try:
+        async for event in trigger.run():
+            return event.payload
+    finally:
+        await trigger.cleanup()
+    raise AssertionError("the trigger ended without an event")
+
+
+@pytest.fixture
+def model_id(monkeypatch, happyrobot_conn) -> str:
+    monkeypatch.setenv("AIRFLOW_CONN_HR", json.dumps(happyrobot_conn))
+    request = CreateModelRequest(
+        use_case_id="u", name="m", from_model_id="d" * 24, train_sample_ids=["s"], test_sample_ids=[]
+    )
+    return HappyRobotHook(conn_id="hr").create_model(request)["id"]
+
+
+@pytest.mark.integration
+def test_trigger_and_sync_wait_reach_the_same_end(model_id):
+    event = asyncio.run(first_event(make_trigger(model_id)))
+    assert event == {"status": "success", "state": "active", "ref": {"model_id": model_id}}
+    resource = wait_sync(
+        HappyRobotHook(conn_id="hr").client, MODEL_LIFECYCLE, {"model_id": model_id}, poll_interval=0.1, timeout=30
+    )
+    assert resource["status"] == event["state"]
+
+
+@pytest.mark.integration
+def test_a_trigger_rebuilt_from_its_serialised_form_resumes_the_same_wait(model_id):
+    original = make_trigger(model_id)
+
+    async def stop_mid_wait() -> None:
+        task = asyncio.ensure_future(first_event(original))
+        await asyncio.sleep(0.3)  # polling, model still pending/training
+        task.cancel()  # a triggerer restart
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(stop_mid_wait())
+    _classpath, kwargs = original.serialize()
+    rebuilt = LifecycleTrigger(**kwargs)
+    assert asyncio.run(first_event(rebuilt)) == {"status": "success", "state": "active", "ref": {"model_id": model_id}}
+
+
+@pytest.mark.integration
+def test_trigger_reports_failure_with_the_reason_and_sync_wait_raises_it(sandbox, monkeypatch, happyrobot_conn):
+    sandbox.sandbox.state.outcome_rules.append(OutcomeRule(service="happyrobot", match="x", reason="bad labels"))
+    monkeypatch.setenv("AIRFLOW_CONN_HR", json.dumps(happyrobot_conn))
+    request = CreateModelRequest(
+        use_case_id="u", name="x", from_model_id="d" * 24, train_sample_ids=["s"], test_sample_ids=[]
+    )
+    model_id = HappyRobotHook(conn_id="hr").create_model(request)["id"]
+    event = asyncio.run(first_event(make_trigger(model_id)))
+    assert event["status"] == "failure" and event["message"].endswith("ended failed: bad labels")
+    with pytest.raises(LifecycleFailed, match="ended failed: bad labels"):
+        wait_sync(
+            HappyRobotHook(conn_id="hr").client, MODEL_LIFECYCLE, {"model_id": model_id}, poll_interval=0.1, timeout=30
+        )
+
+
+@pytest.mark.integration
+def test_trigger_ends_at_its_deadline_and_sync_wait_at_its_timeout(sandbox, model_id):
+    import time
+
+    sandbox.sandbox.state.lifecycle_seconds["happyrobot"] = 300
+    event = asyncio.run(first_event(make_trigger(model_id, end_time=time.time() + 0.3)))
+    assert event["status"] == "timeout" and f"model_id={model_id}" in event["message"]
+    with pytest.raises(LifecycleTimeout, match=f"model_id={model_id} was still"):
+        wait_sync(
+            HappyRobotHook(conn_id="hr").client, MODEL_LIFECYCLE, {"model_id": model_id}, poll_interval=0.1, timeout=0.3
+        )
+
+
+@pytest.mark.integration
+def test_one_client_serves_the_whole_wait_and_cleanup_closes_it(model_id):
+    trigger = make_trigger(model_id)
+
+    async def run() -> tuple[Any, bool]:
+        async for _event in trigger.run():
+            client = trigger._client
+            assert client is not None
+            pool = client.aclient
+            await trigger.cleanup()
+            return trigger._client, pool.is_closed
+        return None, False
+
+    client_after, closed = asyncio.run(run())
+    assert client_after is None and closed
