@@ -12,7 +12,7 @@ from airflow_provider_modelreg.sandbox.faults import FaultInjector, FaultRule
 from airflow_provider_modelreg.sandbox.state import OutcomeRule, SandboxState, public, request_id
 
 # Each module has ``router(state) -> APIRouter`` serving one service at its real paths.
-SERVICE_MODULES = ["happyrobot"]
+SERVICE_MODULES = ["happyrobot", "nemo", "oci_vision"]
 
 
 class Sandbox:
@@ -26,9 +26,13 @@ class Sandbox:
             openapi_url="/_sandbox/openapi.json",
         )
         api.add_middleware(BaseHTTPMiddleware, dispatch=_add_request_id)
+        # A service module may define ``view(state, record)``: how the admin listing shows a resource now.
+        self.views: dict[str, Any] = {}
         for name in SERVICE_MODULES:
             module = importlib.import_module(f"airflow_provider_modelreg.sandbox.{name}")
             api.include_router(module.router(self.state))
+            if hasattr(module, "view"):
+                self.views[getattr(module, "SERVICE", name)] = module.view
         _add_admin_routes(api, self)
         self.faults = FaultInjector(api, faults)
         self.app = self.faults
@@ -86,7 +90,11 @@ def _add_admin_routes(api: FastAPI, sandbox: Sandbox) -> None:
     async def resources(service: str | None = None) -> dict[str, Any]:
         with state.lock:
             services = [service] if service else list(state.resources)
-            return {s: [public(r) for r in state.resources.get(s, {}).values()] for s in services}
+            shown = {s: list(state.resources.get(s, {}).values()) for s in services}
+        return {
+            s: [sandbox.views[s](state, r) if s in sandbox.views else public(r) for r in records]
+            for s, records in shown.items()
+        }
 
     @api.get("/_sandbox/stats")
     async def stats() -> dict[str, Any]:

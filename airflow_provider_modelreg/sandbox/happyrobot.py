@@ -21,7 +21,8 @@ def _error(status: int, error: str, message: str, details: Any = None) -> JSONRe
     return JSONResponse(body, status_code=status)
 
 
-def _view(state: SandboxState, record: dict[str, Any]) -> dict[str, Any]:
+def view(state: SandboxState, record: dict[str, Any]) -> dict[str, Any]:
+    """A model as the API shows it now (its status computed from its age)."""
     failure = record.get("_failure")
     status = phase(
         record,
@@ -90,7 +91,7 @@ def router(state: SandboxState) -> APIRouter:
             "_failure": state.failure_for(SERVICE, body["name"]),
         }
         state.store(SERVICE, model_id, record)
-        return _view(state, record)
+        return view(state, record)
 
     @api.get("/models/{model_id}")
     async def get_model(model_id: str, request: Request) -> Any:
@@ -99,7 +100,7 @@ def router(state: SandboxState) -> APIRouter:
         record = state.get(SERVICE, model_id)
         if record is None:
             return _error(404, "Not Found", f"Model {model_id} not found")
-        return _view(state, record)
+        return view(state, record)
 
     @api.get("/models")
     async def list_models(
@@ -110,7 +111,7 @@ def router(state: SandboxState) -> APIRouter:
     ) -> Any:
         if denied := authorised(request):
             return denied
-        views = [_view(state, r) for r in state.all(SERVICE)]
+        views = [view(state, r) for r in state.all(SERVICE)]
         return [
             v
             for v in views

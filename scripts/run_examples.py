@@ -1,0 +1,292 @@
+"""The main job: run every example DAG with ``airflow dags test`` against the sandbox (and a real MLflow
+server when one is installed), deferred waits included, then print what was created.
+
+Run it as ``./dev demo`` (which prepares the environments), or directly with the project's Python:
+``.venv/bin/python scripts/run_examples.py [--only DAG_ID ...] [--keep-running]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / ".demo"
+HAPPYROBOT_KEY = "sandbox-happyrobot-key"
+OCI_TENANCY = "ocid1.tenancy.oc1..demotenancy"
+OCI_USER = "ocid1.user.oc1..demouser"
+OCI_FINGERPRINT = "de:mo:00:00:00:00:00:00:00:00:00:00:00:00:00:00"
+# Asset-scheduled DAGs run after the DAGs that feed them.
+RUN_LAST = ("deploy_registered_models",)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{what} did not answer at {url} within {timeout:.0f}s")
+
+
+def post_json(url: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def throwaway_oci_key() -> tuple[str, str]:
+    """A fresh RSA key pair for this run only (never committed): (private PEM, public PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+class Processes:
+    """Background servers of this run, stopped (process group and all) on exit."""
+
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        handle = log.open("wb")
+        proc = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.running.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.running:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.running:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def connections(sandbox: str, mlflow: str | None, private_pem: str) -> dict[str, dict[str, Any]]:
+    oci_fields = {
+        "tenancy": OCI_TENANCY,
+        "user": OCI_USER,
+        "fingerprint": OCI_FINGERPRINT,
+        "private_key": private_pem,
+        "region": "us-ashburn-1",
+    }
+    conns: dict[str, dict[str, Any]] = {
+        "happyrobot_default": {"conn_type": "happyrobot", "host": f"{sandbox}/api/v1", "password": HAPPYROBOT_KEY},
+        "oci_default": {"conn_type": "oci", "host": sandbox, "extra": oci_fields},
+        "oci_aidp_default": {
+            "conn_type": "oci_aidp",
+            "host": sandbox,
+            "extra": oci_fields
+            | {"ai_data_platform_id": "ocid1.aidataplatform.oc1..demo", "workspace_key": "demo-workspace"},
+        },
+        "nemo_default": {"conn_type": "nemo_platform", "host": sandbox},
+    }
+    if mlflow:
+        conns["mlflow_default"] = {"conn_type": "mlflow", "host": mlflow}
+    return conns
+
+
+def discover_dags(env: dict[str, str]) -> list[str]:
+    code = (
+        "import json, sys; from airflow.dag_processing.dagbag import DagBag; "
+        "bag = DagBag(sys.argv[1]); "
+        "print(json.dumps({'dags': sorted(bag.dag_ids), 'errors': {k: str(v) for k, v in bag.import_errors.items()}}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "dags_examples")], env=env, capture_output=True, text=True, check=True
+    )
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    if found["errors"]:
+        raise SystemExit(f"example DAGs failed to import: {found['errors']}")
+    dags = [d for d in found["dags"] if d not in RUN_LAST]
+    return dags + [d for d in RUN_LAST if d in found["dags"]]
+
+
+def run_dag(dag_id: str, env: dict[str, str], log_dir: Path) -> tuple[str, float]:
+    started = time.monotonic()
+    log = log_dir / f"{dag_id}.log"
+    with log.open("w") as handle:
+        proc = subprocess.run(
+            [sys.executable, "-m", "airflow", "dags", "test", dag_id], env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
+    text = log.read_text(errors="replace")
+    state = "success" if "state=success" in text and proc.returncode == 0 else "failed"
+    return state, time.monotonic() - started
+
+
+def summarise(sandbox: str, mlflow: str | None) -> list[str]:
+    lines = []
+    resources = get_json(f"{sandbox}/_sandbox/resources")
+    for service, items in sorted(resources.items()):
+        for item in items:
+            lines.append(f"  {service:<11} {describe(service, item)}")
+    if mlflow:
+        try:
+            runs = post_json(f"{mlflow}/api/2.0/mlflow/runs/search", {"experiment_ids": [], "max_results": 50})
+        except OSError:
+            runs = {}
+        for run in runs.get("runs", []):
+            info, data = run["info"], run.get("data", {})
+            metrics = ", ".join(f"{m['key']}={m['value']:.3g}" for m in data.get("metrics", []))
+            lines.append(f"  mlflow-srv  run {info['run_id']} {info.get('run_name')} {info['status']} {metrics}")
+    return lines
+
+
+def describe(service: str, item: dict[str, Any]) -> str:
+    ident = item.get("id") or item.get("run_id") or item.get("name")
+    state = item.get("status") or item.get("lifecycleState") or ("spec ready" if item.get("spec") else "")
+    metrics = {k: item[k] for k in ("precision", "recall", "averagePrecision") if item.get(k) is not None}
+    name = item.get("name") or item.get("displayName") or item.get("run_name") or ""
+    extra = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+    return f"{ident} {name} {state} {extra}".strip()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", help="run only this DAG id (repeatable)")
+    parser.add_argument("--lifecycle-seconds", type=float, default=3.0)
+    parser.add_argument("--keep-running", action="store_true", help="leave the sandbox up afterwards")
+    args = parser.parse_args()
+
+    t0 = time.monotonic()
+    shutil.rmtree(DEMO / "airflow", ignore_errors=True)
+    (DEMO / "logs").mkdir(parents=True, exist_ok=True)
+    procs = Processes()
+    try:
+        port = free_port()
+        sandbox = f"http://127.0.0.1:{port}"
+        print(f"[1/4] sandbox on {sandbox} (lifecycles take {args.lifecycle_seconds:g}s)", flush=True)
+        procs.start(
+            [
+                sys.executable,
+                "-m",
+                "airflow_provider_modelreg.sandbox",
+                "--port",
+                str(port),
+                "--lifecycle-seconds",
+                str(args.lifecycle_seconds),
+                "--fail",
+                "oci_vision:doomed",
+            ],
+            DEMO / "logs" / "sandbox.log",
+        )
+        wait_http(f"{sandbox}/_sandbox/health", 30, "the sandbox")
+        private_pem, public_pem = throwaway_oci_key()
+        post_json(
+            f"{sandbox}/_sandbox/settings",
+            {"oci_public_keys": {f"{OCI_TENANCY}/{OCI_USER}/{OCI_FINGERPRINT}": public_pem}},
+        )
+
+        mlflow = None
+        mlflow_bin = Path(os.environ.get("MODELREG_MLFLOW_BIN", ROOT / ".venv-mlflow" / "bin" / "mlflow"))
+        if mlflow_bin.exists():
+            mport = free_port()
+            mlflow = f"http://127.0.0.1:{mport}"
+            store = DEMO / "mlflow"
+            shutil.rmtree(store, ignore_errors=True)
+            store.mkdir(parents=True)
+            print(f"[2/4] real MLflow server on {mlflow}", flush=True)
+            procs.start(
+                [
+                    str(mlflow_bin),
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(mport),
+                    "--workers",
+                    "1",
+                    "--backend-store-uri",
+                    f"sqlite:///{store}/mlflow.db",
+                    "--default-artifact-root",
+                    str(store / "artifacts"),
+                ],
+                DEMO / "logs" / "mlflow.log",
+            )
+        else:
+            print(
+                "[2/4] no MLflow server installed (./dev demo installs one); MLflow-server DAGs will use none",
+                flush=True,
+            )
+
+        env = dict(os.environ)
+        env.update(
+            {
+                "AIRFLOW_HOME": str(DEMO / "airflow"),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags_examples"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "MODELREG_SANDBOX_URL": sandbox,
+            }
+        )
+        for conn_id, conn in connections(sandbox, mlflow, private_pem).items():
+            env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
+        print("[3/4] preparing the Airflow metadata DB", flush=True)
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+        if mlflow:
+            wait_http(f"{mlflow}/health", 120, "the MLflow server")
+
+        dags = args.only or discover_dags(env)
+        print(f"[4/4] running {len(dags)} example DAGs with `airflow dags test` (logs in .demo/logs/)", flush=True)
+        results = {}
+        for index, dag_id in enumerate(dags, 1):
+            print(f"  ({index}/{len(dags)}) {dag_id} ...", end=" ", flush=True)
+            state, seconds = run_dag(dag_id, env, DEMO / "logs")
+            results[dag_id] = state
+            print(f"{state} in {seconds:.1f}s", flush=True)
+
+        print("\nWhat the example DAGs created:")
+        for line in summarise(sandbox, mlflow):
+            print(line)
+        failed = [d for d, s in results.items() if s != "success"]
+        print(f"\n{len(results) - len(failed)} of {len(results)} DAG runs succeeded in {time.monotonic() - t0:.0f}s")
+        if failed:
+            print(f"failed: {', '.join(failed)} (see .demo/logs/<dag_id>.log)")
+        if args.keep_running:
+            print(f"sandbox still running at {sandbox}; Ctrl-C to stop")
+            signal.pause()
+        return 1 if failed else 0
+    finally:
+        procs.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
