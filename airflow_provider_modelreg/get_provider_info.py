@@ -134,7 +134,12 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         "hook-class-name": f"{PACKAGE}.hooks.nemo.NemoModelsHook",
         "hook-name": "NVIDIA NeMo Platform",
         "connection-type": "nemo_platform",
-        "conn-fields": {**TRANSPORT_FIELDS},
+        "conn-fields": {
+            "workspace": _text(
+                "Default workspace", "Workspace used when a task gives none, and listed by Test connection.", "default"
+            ),
+            **TRANSPORT_FIELDS,
+        },
         "ui-field-behaviour": {
             "hidden-fields": ["schema", "port", "login", "extra"],
             "relabeling": {"host": "Base URL (NMP_BASE_URL)", "password": "Access token (optional)"},

@@ -78,7 +78,12 @@ class DagRunResult:
             if row is None:
                 return None
             value = row.value
-            return json.loads(value) if isinstance(value, str) else value
+            if not isinstance(value, str):
+                return value
+            try:
+                return json.loads(value)
+            except ValueError:  # extra-link XComs are stored as raw strings
+                return value
 
 
 @pytest.fixture
@@ -122,6 +127,7 @@ def sandbox(sandbox_server: Any) -> Iterator[Any]:
     sandbox_server.sandbox.state.lifecycle_seconds.clear()
     sandbox_server.sandbox.state.lifecycle_seconds["*"] = 1.0
     sandbox_server.sandbox.state.happyrobot_api_keys = {HAPPYROBOT_KEY}
+    sandbox_server.sandbox.state.nemo_tokens = set()
     yield sandbox_server
 
 

@@ -125,9 +125,13 @@ class ModelRegHook(BaseHook):
     def request(self, req: ApiRequest) -> ApiResponse:
         return self.client.request(req)
 
+    def probe(self) -> ApiRequest:
+        """The cheap authenticated read test_connection makes; override when it needs the connection."""
+        return self.probe_request
+
     def test_connection(self) -> tuple[bool, str]:
         try:
-            self.request(self.probe_request)
+            self.request(self.probe())
         except ServiceError as exc:
             return False, str(exc)
         except Exception as exc:  # a bad connection definition: report it, never raise from the UI

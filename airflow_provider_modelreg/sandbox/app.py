@@ -12,7 +12,7 @@ from airflow_provider_modelreg.sandbox.faults import FaultInjector, FaultRule
 from airflow_provider_modelreg.sandbox.state import OutcomeRule, SandboxState, public, request_id
 
 # Each module has ``router(state) -> APIRouter`` serving one service at its real paths.
-SERVICE_MODULES = ["happyrobot", "nemo", "oci_vision"]
+SERVICE_MODULES = ["happyrobot", "nemo", "oci_vision", "mlflow"]
 
 
 class Sandbox:
@@ -84,6 +84,8 @@ def _add_admin_routes(api: FastAPI, sandbox: Sandbox) -> None:
         state.lifecycle_seconds.update(body.get("lifecycle_seconds", {}))
         state.happyrobot_api_keys.update(body.get("happyrobot_api_keys", []))
         state.oci_public_keys.update(body.get("oci_public_keys", {}))
+        state.nemo_tokens.update(body.get("nemo_tokens", []))
+        state.extra.update(body.get("extra", {}))  # service knobs, e.g. "oci_vision.not_found_seconds"
         return {"lifecycle_seconds": state.lifecycle_seconds}
 
     @api.get("/_sandbox/resources")

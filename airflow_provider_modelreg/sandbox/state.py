@@ -25,6 +25,8 @@ class OutcomeRule:
 class SandboxState:
     lifecycle_seconds: dict[str, float] = field(default_factory=dict)
     happyrobot_api_keys: set[str] = field(default_factory=lambda: {"sandbox-happyrobot-key"})
+    # Accepted NeMo Platform Bearer tokens; empty means auth off (the platform's default).
+    nemo_tokens: set[str] = field(default_factory=set)
     # keyId -> PEM public key, for the OCI services' signature checks.
     oci_public_keys: dict[str, str] = field(default_factory=dict)
     outcome_rules: list[OutcomeRule] = field(default_factory=list)

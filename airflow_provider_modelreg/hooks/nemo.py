@@ -1,0 +1,173 @@
+"""NVIDIA NeMo Platform: model entities of the Models API v2 (``/apis/models/v2/workspaces/{ws}/models``).
+
+Auth is off on a platform by default; when it is on, the connection's password is the access token
+(an OIDC JWT, the SDK's ``NMP_ACCESS_TOKEN``) sent as ``Authorization: Bearer``. The host is the platform's
+base URL (the SDK's ``NMP_BASE_URL``); there is no public default.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras, transport_options
+from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, ServiceError
+from airflow_provider_modelreg.lifecycle import LifecycleSpec
+from airflow_provider_modelreg.models.base import validate_request
+from airflow_provider_modelreg.models.nemo import ModelEntityRef, WorkspaceRef
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from airflow.sdk import Connection
+
+    from airflow_provider_modelreg.models.nemo import CreateModelEntity
+
+# The platform's own default workspace name.
+DEFAULT_WORKSPACE = "default"
+API_PREFIX = "/apis/models/v2"
+
+SPEC_READY = "SPEC_READY"
+AWAITING_SPEC = "AWAITING_SPEC"
+AWAITING_FILESET = "AWAITING_FILESET"
+
+
+def models_path(workspace: str, name: str | None = None) -> str:
+    """``/apis/models/v2/workspaces/{workspace}/models[/{name}]``, both checked against the name rule."""
+    if name is None:
+        validate_request(WorkspaceRef, {"workspace": workspace})
+        return f"{API_PREFIX}/workspaces/{quote(workspace, safe='')}/models"
+    validate_request(ModelEntityRef, {"workspace": workspace, "name": name})
+    return f"{API_PREFIX}/workspaces/{quote(workspace, safe='')}/models/{quote(name, safe='')}"
+
+
+def read_model(ref: Mapping[str, Any]) -> ApiRequest:
+    return ApiRequest("GET", models_path(ref["workspace"], ref["name"]))
+
+
+def spec_state(entity: Any) -> str:
+    """A model entity has no status: it is ready once the platform has filled ``spec`` (from its fileset).
+
+    Without a fileset nothing will fill it until someone sets one (PATCH), hence a state of its own that
+    tells a waiting sensor's log why it waits.
+    """
+    if not isinstance(entity, dict):
+        return AWAITING_SPEC
+    if entity.get("spec") is not None:
+        return SPEC_READY
+    return AWAITING_SPEC if entity.get("fileset") else AWAITING_FILESET
+
+
+# The ref is {"workspace", "name"} in that order, so describe() reads "... workspace=ws, name=n" and every
+# timeout message names both.
+MODEL_SPEC_LIFECYCLE = LifecycleSpec(
+    key="airflow_provider_modelreg.hooks.nemo:MODEL_SPEC_LIFECYCLE",
+    hook="airflow_provider_modelreg.hooks.nemo:NemoModelsHook",
+    noun="NeMo model entity",
+    read=read_model,
+    state=spec_state,
+    success=frozenset({SPEC_READY}),
+    # The entity carries no failure signal: a spec-analysis job that fails leaves spec null, so only the
+    # wait's timeout ends it (the platform's jobs API would tell more).
+    failure=frozenset(),
+    in_progress=frozenset({AWAITING_SPEC, AWAITING_FILESET}),
+)
+
+
+class NemoModelsHook(ModelRegHook):
+    """NVIDIA NeMo Platform Models API v2: create, read, list and delete model entities.
+
+    Connection: host = the platform's base URL (required), password = access token (optional: none sends
+    no ``Authorization`` header), extra ``workspace`` = default workspace (else ``default``).
+
+    :param conn_id: a ``nemo_platform`` connection (default ``nemo_default``).
+    """
+
+    conn_type = "nemo_platform"
+    default_conn_name = "nemo_default"
+    hook_name = "NVIDIA NeMo Platform"
+    service = "NeMo Platform"
+    probe_request = ApiRequest("GET", models_path(DEFAULT_WORKSPACE), params={"page_size": 1})
+
+    @classmethod
+    def client_from_connection(cls, conn: Connection, retry: RetryPolicy | None = None) -> ServiceClient:
+        extras = connection_extras(conn)
+        if not conn.host:
+            raise ValueError(
+                f"connection {conn.conn_id!r}: the host is empty; set it to the platform's base URL (NMP_BASE_URL)"
+            )
+        auth = None
+        if conn.password:  # a platform with auth off needs no token at all
+            cls.mask(conn.password)
+            auth = BearerAuth(conn.password)
+        return ServiceClient(
+            service=cls.service,
+            base_url=base_url_of(conn.host, "", port=conn.port),
+            auth=auth,
+            retry=retry,
+            **transport_options(extras),
+        )
+
+    @property
+    def default_workspace(self) -> str:
+        """The connection's ``workspace`` extra, else the platform's ``default`` workspace."""
+        return str(connection_extras(self.get_connection(self.conn_id)).get("workspace") or DEFAULT_WORKSPACE)
+
+    def probe(self) -> ApiRequest:
+        return ApiRequest("GET", models_path(self.default_workspace), params={"page_size": 1})
+
+    # -- calls ----------------------------------------------------------------------------------------
+    def create_model(self, workspace: str, request: CreateModelEntity) -> dict[str, Any]:
+        """Create a model entity (201). A duplicate name answers 409; the caller decides what that means."""
+        # No idempotency key exists: never resend blindly (the operator looks the name up instead).
+        return self.request(ApiRequest("POST", models_path(workspace), json=request.wire(), idempotent=False)).data
+
+    def get_model(self, workspace: str, name: str) -> dict[str, Any]:
+        return self.request(read_model({"workspace": workspace, "name": name})).data
+
+    def find_model(self, workspace: str, name: str) -> dict[str, Any] | None:
+        """The entity, or None when the platform answers 404."""
+        try:
+            return self.get_model(workspace, name)
+        except ServiceError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list_models(
+        self,
+        workspace: str,
+        *,
+        name: str | None = None,
+        project: str | None = None,
+        sort: str | None = None,
+        page_size: int = 100,
+        max_pages: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every entity of the workspace matching the filters, following ``pagination.total_pages``.
+
+        :param name: ``filter[name]``; :param project: ``filter[project]``; :param sort: e.g. ``name``,
+            ``-created_at``; :param max_pages: stop after that many pages (None: all).
+        """
+        entities: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            params = {
+                "page": page,
+                "page_size": page_size,
+                "sort": sort,
+                "filter[name]": name,
+                "filter[project]": project,
+            }
+            data = self.request(ApiRequest("GET", models_path(workspace), params=params)).data or {}
+            batch = list(data.get("data") or [])
+            entities.extend(batch)
+            total_pages = int((data.get("pagination") or {}).get("total_pages") or 0)
+            # An empty page ends the walk too, so a server that miscounts cannot loop us forever.
+            if not batch or page >= total_pages or (max_pages is not None and page >= max_pages):
+                return entities
+            page += 1
+
+    def delete_model(self, workspace: str, name: str) -> None:
+        """Delete a model entity (204)."""
+        self.request(ApiRequest("DELETE", models_path(workspace, name)))

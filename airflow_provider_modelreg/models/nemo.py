@@ -1,0 +1,160 @@
+"""NVIDIA NeMo Platform Models API v2 request models (seed: POST /apis/models/v2/workspaces/{workspace}/models).
+
+Wire format is snake_case, the same as the Python names, so no aliases are needed. Limits are the seed page's;
+enums are the platform's own (``FinetuningType`` and ``BackendFormat`` of its Models service schema).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AnyUrl, Field, StrictBool, StringConstraints
+
+from airflow_provider_modelreg.models.base import RequestModel
+
+# The seed's rules. ``\w`` is Unicode-aware in both pydantic's and the platform's validation, so they agree.
+NAME_PATTERN = r"^[\w\-.]+$"
+PROJECT_PATTERN = r"^[\w\-./]+$"
+# "{workspace}/{name}" references (fileset, model providers): both parts follow the name rule.
+REFERENCE_PATTERN = r"^[\w\-.]+/[\w\-.]+$"
+
+EntityName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=255)]
+ProjectUrn = Annotated[str, StringConstraints(pattern=PROJECT_PATTERN, max_length=255)]
+WorkspaceReference = Annotated[str, StringConstraints(pattern=REFERENCE_PATTERN)]
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+
+
+class FinetuningType(str, Enum):
+    """The platform's ``FinetuningType`` values (its Models service schema); the seed only says "enum".
+
+    ``all_weights`` is the usual value for a full-weight fine-tuned model entity (the seed's "Set for full
+    weight finetuned models"); ``lora_merged`` for a LoRA adapter merged into the weights.
+    """
+
+    LORA_MERGED = "lora_merged"
+    ALL_WEIGHTS = "all_weights"
+    LAST_LAYER = "last_layer"
+    TOP_LAYERS = "top_layers"
+    GRADUAL_UNFREEZING = "gradual_unfreezing"
+    BIAS_ONLY = "bias_only"
+    ATTENTION_ONLY = "attention_only"
+    LORA = "lora"
+    QLORA = "qlora"
+    ADALORA = "adalora"
+    DORA = "dora"
+    LORA_PLUS = "lora_plus"
+    PROMPT_TUNING = "prompt_tuning"
+    PREFIX_TUNING = "prefix_tuning"
+    P_TUNING = "p_tuning"
+    P_TUNING_V2 = "p_tuning_v2"
+    SOFT_PROMPT = "soft_prompt"
+    PPO = "ppo"
+    DPO = "dpo"
+    CDPO = "cdpo"
+    IPO = "ipo"
+    ORPO = "orpo"
+    KTO = "kto"
+    RRHF = "rrhf"
+    GRPO = "grpo"
+
+
+class BackendFormat(str, Enum):
+    """Inference API wire format of the backend; unset means OPENAI_CHAT for the platform's routing."""
+
+    OPENAI_CHAT = "OPENAI_CHAT"
+    ANTHROPIC_MESSAGES = "ANTHROPIC_MESSAGES"
+
+
+def _check_url(value: str) -> str:
+    AnyUrl(value)  # the platform parses it as a URL; refuse what it would refuse, but send it unchanged
+    return value
+
+
+class ApiEndpoint(RequestModel):
+    """Data about the inference endpoint of the model. ``api_key`` is a secret: the operator masks it."""
+
+    url: Annotated[str, AfterValidator(_check_url)] | None = None
+    model_id: str | None = None
+    api_key: str | None = None
+    format: str | None = Field(default=None, description="API format, e.g. openai or nvidia.")
+
+
+class PromptData(RequestModel):
+    """Prompt engineering configuration. ``inference_params`` is passed through; the platform validates it."""
+
+    system_prompt: str | None = None
+    icl_few_shot_examples: str | None = None
+    system_prompt_template: str | None = None
+    inference_params: dict[str, Any] | None = None
+
+
+class CreateModelEntity(RequestModel):
+    """Body of ``POST /apis/models/v2/workspaces/{workspace}/models``.
+
+    ``spec`` is left out on purpose: the platform generates it from the fileset. ``trust_remote_code`` is
+    a strict boolean (a templated string such as "yes" cannot switch it on) and is always sent, false
+    unless set.
+    """
+
+    name: EntityName
+    project: ProjectUrn | None = None
+    description: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    fileset: WorkspaceReference | None = Field(default=None, description="Checkpoint fileset, '{workspace}/{name}'.")
+    finetuning_type: FinetuningType | None = None
+    base_model: NonEmpty | None = None
+    api_endpoint: ApiEndpoint | None = None
+    backend_format: BackendFormat | None = None
+    prompt: PromptData | None = None
+    custom_fields: dict[str, Any] | None = None
+    ownership: dict[str, Any] | None = None
+    model_providers: list[WorkspaceReference] | None = None
+    trust_remote_code: StrictBool = False
+
+
+class WorkspaceRef(RequestModel):
+    """A workspace: the path parameter of create and list (checked so no path can be smuggled in)."""
+
+    workspace: EntityName
+
+
+class ModelEntityRef(WorkspaceRef):
+    """A model entity's address: the path parameters of get, update and delete."""
+
+    name: EntityName
+
+
+# -- comparing a request with an entity that already exists -----------------------------------------
+# Never compared: secrets, which an API need not echo back.
+_NOT_COMPARED = frozenset({"api_endpoint.api_key"})
+
+
+def _is_unset(value: Any) -> bool:
+    return value is None or value is False or value == [] or value == {} or value == ""
+
+
+def _collect(path: str, want: Any, have: Any, out: list[str]) -> None:
+    if path in _NOT_COMPARED or (_is_unset(want) and _is_unset(have)):
+        return
+    if isinstance(want, Mapping) and isinstance(have, Mapping):
+        for key in want:  # only what the request says: the platform may add keys of its own
+            _collect(f"{path}.{key}", want[key], have.get(key), out)
+        return
+    if path.endswith(".url") and isinstance(want, str) and isinstance(have, str):
+        want, have = want.rstrip("/"), have.rstrip("/")  # URL parsers add a trailing slash to a bare host
+    if want != have:
+        out.append(path)
+
+
+def entity_differences(request: CreateModelEntity, entity: Mapping[str, Any]) -> list[str]:
+    """Dotted paths of the values the request sets that the existing entity does not have.
+
+    Only what the request sets is compared (the platform fills ``spec``, ``adapters``, timestamps, and may
+    fill ``ownership`` or nested defaults); unset values (None, false, empty) equal each other; objects are
+    compared key by key, so the answer names e.g. ``custom_fields.airflow_idempotency_key``.
+    """
+    out: list[str] = []
+    for field_name, want in request.wire().items():
+        _collect(field_name, want, entity.get(field_name), out)
+    return out

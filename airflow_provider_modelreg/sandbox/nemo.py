@@ -1,0 +1,256 @@
+"""NVIDIA NeMo Platform Models API v2 at its real paths: ``/apis/models/v2/workspaces/{workspace}/models``.
+
+Bodies are validated by pydantic models shaped like the platform's own, so a bad body gets FastAPI's genuine
+422 (``{"detail": [{"loc": ["body", ...], "msg": ..., "type": ...}]}``). Other errors are ``{"detail": str}``.
+``spec`` is filled ``state.seconds("nemo")`` after creation when a fileset is given (computed on read); an
+outcome rule matching the name makes the spec analysis fail, so ``spec`` stays null for ever.
+Auth is off unless ``state.extra["nemo_tokens"]`` holds accepted Bearer tokens. Every write request's raw
+body is kept in ``state.extra["nemo_requests"]`` so tests can check exactly what was sent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import AnyUrl, BaseModel, ConfigDict, Field
+
+from airflow_provider_modelreg.sandbox.state import SandboxState, phase, public
+
+SERVICE = "nemo"
+PREFIX = "/apis/models/v2/workspaces/{workspace}/models"
+NAME_PATTERN = r"^[\w\-.]+$"
+PROJECT_PATTERN = r"^[\w\-./]+$"
+FILESET = re.compile(r"^[\w\-.]+/[\w\-.]+$")
+SortField = Literal["name", "-name", "created_at", "-created_at", "updated_at", "-updated_at"]
+Workspace = Annotated[str, Path(max_length=255, pattern=NAME_PATTERN)]
+
+FinetuningType = Literal[
+    "lora_merged", "all_weights", "last_layer", "top_layers", "gradual_unfreezing", "bias_only",
+    "attention_only", "lora", "qlora", "adalora", "dora", "lora_plus", "prompt_tuning", "prefix_tuning",
+    "p_tuning", "p_tuning_v2", "soft_prompt", "ppo", "dpo", "cdpo", "ipo", "orpo", "kto", "rrhf", "grpo",
+]  # fmt: skip
+
+
+# -- the platform's request shapes (unknown fields are ignored, as pydantic does by default) --------------
+class APIEndpointData(BaseModel):
+    url: AnyUrl | None = None
+    model_id: str | None = None
+    api_key: str | None = None
+    format: str | None = None
+
+
+class InferenceParams(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+
+
+class PromptData(BaseModel):
+    system_prompt: str | None = None
+    icl_few_shot_examples: str | None = None
+    inference_params: InferenceParams | None = None
+    system_prompt_template: str | None = None
+
+
+class CreateModelEntityRequest(BaseModel):
+    name: str = Field(max_length=255, pattern=NAME_PATTERN)
+    project: str | None = Field(default=None, max_length=255, pattern=PROJECT_PATTERN)
+    description: str | None = Field(default=None, max_length=1000)
+    spec: dict[str, Any] | None = None
+    finetuning_type: FinetuningType | None = None
+    fileset: str | None = None
+    base_model: str | None = None
+    api_endpoint: APIEndpointData | None = None
+    backend_format: Literal["OPENAI_CHAT", "ANTHROPIC_MESSAGES"] | None = None
+    prompt: PromptData | None = None
+    custom_fields: dict[str, Any] | None = None
+    ownership: dict[str, Any] | None = None
+    model_providers: list[str] | None = Field(default_factory=list)
+    trust_remote_code: bool = False
+
+
+class UpdateModelEntityRequest(BaseModel):
+    description: str | None = Field(default=None, max_length=1000)
+    spec: dict[str, Any] | None = None
+    fileset: str | None = None
+    finetuning_type: FinetuningType | None = None
+    base_model: str | None = None
+    api_endpoint: APIEndpointData | None = None
+    backend_format: Literal["OPENAI_CHAT", "ANTHROPIC_MESSAGES"] | None = None
+    prompt: PromptData | None = None
+    custom_fields: dict[str, Any] | None = None
+    ownership: dict[str, Any] | None = None
+    model_providers: list[str] | None = None
+    trust_remote_code: bool | None = None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _detail(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _key(workspace: str, name: str) -> str:
+    return f"{workspace}/{name}"
+
+
+def _generated_spec(record: dict[str, Any]) -> dict[str, Any]:
+    """What the platform's spec analysis derives from a checkpoint (a Llama-3.1-8B-shaped one here)."""
+    return {
+        "checkpoint_model_name": record["fileset"].split("/", 1)[1],
+        "family": "llama",
+        "context_size": 131072,
+        "is_chat": True,
+        "is_embedding_model": False,
+        "num_layers": 32,
+        "hidden_size": 4096,
+        "num_attention_heads": 32,
+        "num_kv_heads": 8,
+        "ffn_hidden_size": 14336,
+        "vocab_size": 128256,
+        "tied_embeddings": False,
+        "gated_mlp": True,
+        "base_num_parameters": 8030261248,
+        "precision": "bfloat16",
+        "minimum_gpus_all_weights": 8,
+        "minimum_gpus_lora": 1,
+    }
+
+
+def view(state: SandboxState, record: dict[str, Any]) -> dict[str, Any]:
+    view = public(record)
+    if view.get("spec") is None and record.get("fileset") and not record.get("_failure"):
+        # The spec-analysis job runs from the moment the fileset was set; its result appears when it ends.
+        clock = {"_created": record.get("_fileset_at", record["_created"])}
+        if phase(clock, state.seconds(SERVICE), [("analysing", 1.0)], "done") == "done":
+            view["spec"] = _generated_spec(record)
+    return view
+
+
+def router(state: SandboxState) -> APIRouter:
+    def authorised(request: Request) -> None:
+        tokens = state.nemo_tokens
+        if not tokens:  # the platform's default: auth off
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or token not in tokens:
+            raise HTTPException(status_code=401, detail="Not authenticated")
+
+    async def remember(request: Request) -> None:
+        # A dependency runs before body validation, so even a body answered 422 is recorded.
+        raw = await request.body()  # Starlette caches it: exactly the bytes FastAPI validates
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        with state.lock:
+            state.extra.setdefault("nemo_requests", []).append(
+                {
+                    "method": request.method,
+                    "path": request.url.path,
+                    "body": body,
+                    "authorization": "authorization" in request.headers,
+                }
+            )
+
+    api = APIRouter(prefix=PREFIX, dependencies=[Depends(authorised), Depends(remember)])
+
+    @api.post("", status_code=201)
+    async def create_model(workspace: Workspace, body: CreateModelEntityRequest) -> Any:
+        if body.fileset is not None and not FILESET.match(body.fileset):
+            return _detail(400, f"Invalid fileset '{body.fileset}': expected format {{workspace}}/{{fileset_name}}")
+        key = _key(workspace, body.name)
+        with state.lock:
+            if state.get(SERVICE, key) is not None:
+                state.bump(f"{SERVICE}.conflicts")
+                return _detail(409, f"Model with workspace '{workspace}' and name '{body.name}' already exists")
+            now = _now()
+            record = {
+                "id": f"model-{state.new_hex_id(22)}",
+                "name": body.name,
+                "workspace": workspace,
+                "created_at": now,
+                "updated_at": now,
+                **body.model_dump(mode="json", exclude={"name"}),
+                "adapters": [],
+                "_failure": state.failure_for(SERVICE, body.name),
+            }
+            record["custom_fields"] = record["custom_fields"] or {}
+            record["model_providers"] = record["model_providers"] or []
+            state.store(SERVICE, key, record)
+        return view(state, record)
+
+    @api.get("/{name}")
+    async def get_model(workspace: Workspace, name: str) -> Any:
+        record = state.get(SERVICE, _key(workspace, name))
+        if record is None:
+            return _detail(404, f"Model with workspace '{workspace}' and name '{name}' not found")
+        return view(state, record)
+
+    @api.get("")
+    async def list_models(
+        workspace: Workspace,
+        page: Annotated[int, Query(ge=1)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=1000)] = 10,
+        sort: SortField = "created_at",
+        name: Annotated[str | None, Query(alias="filter[name]")] = None,
+        project: Annotated[str | None, Query(alias="filter[project]")] = None,
+    ) -> Any:
+        state.bump(f"{SERVICE}.list_pages")
+        records = [
+            r
+            for r in state.all(SERVICE)
+            if r["workspace"] == workspace
+            and (name is None or r["name"] == name)
+            and (project is None or r.get("project") == project)
+        ]
+        field, reverse = sort.lstrip("-"), sort.startswith("-")
+        records.sort(key=lambda r: (r.get(field) or "", r["_created"]), reverse=reverse)
+        total = len(records)
+        chunk = records[(page - 1) * page_size : page * page_size]
+        return {
+            "data": [view(state, r) for r in chunk],
+            "pagination": {
+                "page": page,
+                "page_size": page_size,
+                "current_page_size": len(chunk),
+                "total_pages": math.ceil(total / page_size),
+                "total_results": total,
+            },
+        }
+
+    @api.patch("/{name}")
+    async def update_model(workspace: Workspace, name: str, body: UpdateModelEntityRequest) -> Any:
+        if body.fileset is not None and not FILESET.match(body.fileset):
+            return _detail(400, f"Invalid fileset '{body.fileset}': expected format {{workspace}}/{{fileset_name}}")
+        with state.lock:
+            record = state.get(SERVICE, _key(workspace, name))
+            if record is None:
+                return _detail(404, f"Model with workspace '{workspace}' and name '{name}' not found")
+            changes = body.model_dump(mode="json", exclude_unset=True)
+            if changes.get("fileset") and changes["fileset"] != record.get("fileset"):
+                record["_fileset_at"] = time.time()  # a new checkpoint: a new spec analysis starts
+            record.update(changes)
+            record["updated_at"] = _now()
+        return view(state, record)
+
+    @api.delete("/{name}", status_code=204, response_model=None, response_class=Response)
+    async def delete_model(workspace: Workspace, name: str) -> Response:
+        with state.lock:
+            if state.resources.get(SERVICE, {}).pop(_key(workspace, name), None) is None:
+                return _detail(404, f"Model with workspace '{workspace}' and name '{name}' not found")
+        return Response(status_code=204)
+
+    return api

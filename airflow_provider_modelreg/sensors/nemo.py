@@ -1,0 +1,40 @@
+"""NVIDIA NeMo Platform sensors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_provider_modelreg.hooks.nemo import MODEL_SPEC_LIFECYCLE, NemoModelsHook
+from airflow_provider_modelreg.operators.nemo import redact_entity
+from airflow_provider_modelreg.sensors.base import LifecycleSensor
+
+
+class NemoModelSpecSensor(LifecycleSensor):
+    """Wait until the NeMo Platform has filled a model entity's ``spec`` (generated from its fileset).
+
+    The entity has no failure state: a spec that never comes ends in the sensor's ``timeout``, whose message
+    names the entity and its workspace. An entity without a fileset waits (state ``AWAITING_FILESET``) until
+    someone sets one. Returns the entity (``api_endpoint.api_key`` redacted).
+
+    :param name: name of the model entity (templated, e.g. from the create operator's XCom).
+    :param workspace: its workspace (default: the connection's ``workspace`` extra, else ``default``).
+    :param conn_id: a ``nemo_platform`` connection (default ``nemo_default``).
+    :param deferrable: wait in the triggerer.
+    """
+
+    hook_class = NemoModelsHook
+    lifecycle = MODEL_SPEC_LIFECYCLE
+    template_fields: Sequence[str] = ("name", "workspace", "conn_id")
+
+    def __init__(self, *, name: str, workspace: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.workspace = workspace
+
+    def resource_ref(self) -> dict[str, Any]:
+        workspace = self.workspace or self.hook.default_workspace  # type: ignore[attr-defined]
+        return {"workspace": workspace, "name": self.name}
+
+    def to_xcom(self, resource: Any) -> Any:
+        return redact_entity(resource)

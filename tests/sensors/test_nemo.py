@@ -1,0 +1,112 @@
+"""NemoModelSpecSensor against the sandbox: sync and deferred, and timeouts that name entity and workspace."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+
+import pytest
+from airflow.sdk.exceptions import AirflowSensorTimeout
+
+from airflow_provider_modelreg.hooks.nemo import MODEL_SPEC_LIFECYCLE
+from airflow_provider_modelreg.lifecycle import LifecycleTrigger
+from airflow_provider_modelreg.models.nemo import CreateModelEntity
+from airflow_provider_modelreg.sandbox.state import OutcomeRule
+from airflow_provider_modelreg.sensors.nemo import NemoModelSpecSensor
+
+pytestmark = pytest.mark.integration
+
+CONN = "nemo_test"
+
+
+def make_dag(dag_id: str, **sensor_kwargs):
+    from airflow.sdk import DAG
+
+    with DAG(dag_id, schedule=None, start_date=dt.datetime(2024, 1, 1), catchup=False) as dag:
+        NemoModelSpecSensor(task_id="wait_for_spec", conn_id=CONN, poke_interval=0.2, **sensor_kwargs)
+    return dag
+
+
+def test_waits_for_the_spec_sync_and_deferred_with_the_same_xcom(run_dag, nemo_hook, nemo_conn, sandbox, trigger_runs):
+    # Long enough that the spec is still missing at the first poke, so the deferrable sensor defers.
+    sandbox.sandbox.state.lifecycle_seconds["nemo"] = 3.0
+    nemo_hook.create_model("team-a", CreateModelEntity(name="sync-bot", fileset="team-a/ckpt"))
+    sync = run_dag(make_dag("nemo_sensor_sync", name="sync-bot", workspace="team-a"), {CONN: nemo_conn})
+    nemo_hook.create_model("team-a", CreateModelEntity(name="deferred-bot", fileset="team-a/ckpt"))
+    deferred = run_dag(
+        make_dag("nemo_sensor_deferred", name="deferred-bot", workspace="team-a", deferrable=True), {CONN: nemo_conn}
+    )
+
+    assert (sync.state, deferred.state) == ("success", "success")
+    assert trigger_runs == [{"workspace": "team-a", "name": "deferred-bot"}]
+    sync_entity, deferred_entity = sync.xcom("wait_for_spec"), deferred.xcom("wait_for_spec")
+    assert sync_entity["spec"] is not None and sync_entity["spec"] == deferred_entity["spec"]
+    assert (sync_entity["name"], deferred_entity["name"]) == ("sync-bot", "deferred-bot")
+    assert nemo_hook.get_model("team-a", "sync-bot")["spec"] == sync_entity["spec"]
+
+
+def test_the_workspace_defaults_to_the_connections(monkeypatch, nemo_hook, nemo_conn, task_context):
+    nemo_hook.create_model("team-b", CreateModelEntity(name="bot"))  # no fileset: waits for one
+    conn = nemo_conn | {"extra": json.dumps({"workspace": "team-b"})}
+    monkeypatch.setenv("AIRFLOW_CONN_NEMO_TEAM_B", json.dumps(conn))
+    sensor = NemoModelSpecSensor(task_id="s", conn_id="nemo_team_b", name="bot")
+    assert sensor.resource_ref() == {"workspace": "team-b", "name": "bot"}
+    assert sensor.poke(task_context()).is_done is False
+
+
+def test_a_sync_timeout_names_entity_and_workspace(nemo_hook, sandbox, task_context):
+    sandbox.sandbox.state.outcome_rules.append(OutcomeRule(service="nemo", match="stuck"))
+    nemo_hook.create_model("team-a", CreateModelEntity(name="stuck-bot", fileset="team-a/ckpt"))
+    sensor = NemoModelSpecSensor(
+        task_id="s", conn_id=CONN, name="stuck-bot", workspace="team-a", poke_interval=0.1, timeout=0.5
+    )
+    with pytest.raises(AirflowSensorTimeout) as caught:
+        sensor.execute(task_context())
+    assert str(caught.value).startswith("NeMo model entity workspace=team-a, name=stuck-bot: Sensor has timed out")
+
+
+def test_a_deferred_timeout_event_names_entity_and_workspace(nemo_hook, sandbox):
+    sandbox.sandbox.state.outcome_rules.append(OutcomeRule(service="nemo", match="stuck"))
+    nemo_hook.create_model("team-a", CreateModelEntity(name="stuck-bot", fileset="team-a/ckpt"))
+    sensor = NemoModelSpecSensor(task_id="s", conn_id=CONN, name="stuck-bot", workspace="team-a")
+    trigger = LifecycleTrigger(
+        spec=MODEL_SPEC_LIFECYCLE.key,
+        conn_id=CONN,
+        ref=sensor.resource_ref(),
+        poll_interval=0.1,
+        end_time=time.time() + 0.3,
+    )
+
+    async def first_event():
+        try:
+            async for event in trigger.run():
+                return event.payload
+        finally:
+            await trigger.cleanup()
+
+    event = asyncio.run(first_event())
+    assert event["status"] == "timeout"
+    assert event["message"] == (
+        "NeMo model entity workspace=team-a, name=stuck-bot was still AWAITING_SPEC when the wait timed out"
+    )
+
+
+def test_a_deferred_sensor_that_times_out_fails_the_task(run_dag, nemo_hook, sandbox, nemo_conn):
+    sandbox.sandbox.state.outcome_rules.append(OutcomeRule(service="nemo", match="stuck"))
+    nemo_hook.create_model("team-a", CreateModelEntity(name="stuck-bot", fileset="team-a/ckpt"))
+    dag = make_dag("nemo_sensor_timeout", name="stuck-bot", workspace="team-a", deferrable=True, timeout=1)
+    result = run_dag(dag, {CONN: nemo_conn})
+    assert result.state == "failed"
+    assert result.task_state("wait_for_spec") == "failed"
+
+
+def test_a_missing_entity_fails_the_poke_with_a_404(nemo_env, sandbox, task_context):
+    from airflow_provider_modelreg.http import ServiceError
+
+    sensor = NemoModelSpecSensor(task_id="s", conn_id=CONN, name="missing", workspace="team-a")
+    with pytest.raises(ServiceError) as caught:
+        sensor.poke(task_context())
+    assert caught.value.status == 404
+    assert "Model with workspace 'team-a' and name 'missing' not found" in str(caught.value)
