@@ -31,7 +31,7 @@ with DAG(
     train = HappyRobotCreateModelOperator(
         task_id="train_model",
         use_case_id="{{ params.use_case_id }}",
-        name="support-bot-{{ ds_nodash }}",
+        name="support-bot-{{ dag_run.run_after | ts_nodash }}",
         from_model_id="{{ params.from_model_id }}",
         train_sample_ids="{{ params.train_sample_ids }}",
         test_sample_ids="{{ params.test_sample_ids }}",

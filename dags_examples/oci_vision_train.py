@@ -41,7 +41,7 @@ with DAG(
         project_id="{{ params.project_id }}",
         model_type="{{ params.model_type }}",
         training_dataset={"dataset_type": "DATA_SCIENCE_LABELING", "dataset_id": "{{ params.dataset_id }}"},
-        display_name="defects-{{ ds_nodash }}",
+        display_name="defects-{{ dag_run.run_after | ts_nodash }}",
         description="Weekly retraining of the defect detector.",
         is_quick_mode="{{ params.is_quick_mode }}",
         max_training_duration_in_hours="{{ params.max_training_duration_in_hours }}",

@@ -1,0 +1,67 @@
+"""Every example DAG loads (no import errors, no cycles) and runs against the sandbox, as `./dev demo` does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
+EXPECTED = {
+    "happyrobot_train",
+    "oci_vision_train",
+    "nemo_register_model",
+    "mlflow_log_and_register",
+    "retrain_vision_pipeline",
+    "retrain_happyrobot_pipeline",
+    "register_nemo_pipeline",
+    "retrain_many_mapped",
+    "deploy_registered_models",
+}
+REGISTERING = {"retrain_vision_pipeline", "retrain_happyrobot_pipeline", "register_nemo_pipeline"}
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_db: None) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(str(EXAMPLES))
+
+
+def test_every_example_loads_without_errors_or_cycles(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == EXPECTED
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED - {"deploy_registered_models"}))
+def test_examples_are_scheduled_with_retries(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert dag.schedule == "@weekly"
+    assert all(task.retries >= 1 for task in dag.tasks)
+
+
+def test_registration_emits_the_asset_the_deployment_dag_is_scheduled_on(dagbag):
+    watched = {asset.name for asset in dagbag.dags["deploy_registered_models"].schedule.objects}
+    for dag_id in REGISTERING:
+        outlets = {o.name for t in dagbag.dags[dag_id].tasks for o in t.outlets}
+        assert outlets and outlets <= watched, dag_id
+
+
+@pytest.fixture
+def example_connections(happyrobot_conn, oci_vision_conn, aidp_conn, mlflow_conn, nemo_conn) -> dict[str, Any]:
+    return {
+        "happyrobot_default": happyrobot_conn,
+        "oci_default": oci_vision_conn,
+        "oci_aidp_default": aidp_conn,
+        "mlflow_default": mlflow_conn,
+        "nemo_default": nemo_conn,
+    }
+
+
+@pytest.mark.integration
+@pytest.mark.mlflow_server
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED))
+def test_example_runs_against_the_sandbox(dagbag, run_dag, sandbox, example_connections, dag_id):
+    result = run_dag(dagbag.dags[dag_id], example_connections)
+    assert result.state == "success", result.task_states()
