@@ -1,0 +1,490 @@
+"""MLflow tracking and registry over the REST API 2.0: one client, two flavours.
+
+* :class:`MlflowHook` (``mlflow``): any MLflow tracking server; no auth, basic auth or a Bearer token.
+* :class:`OCIDataPlatformMlflowHook` (``oci_aidp``): OCI AI Data Platform's MLOps API, which is the same
+  API under other prefixes, with OCI request signing, ``opc-retry-token`` on creates and an optional
+  ``dh-user-principal`` header.
+
+The flavours differ in path prefixes, auth and headers only; every call, payload and parse is shared.
+Errors keep the service's code (:func:`is_already_exists`, :func:`is_not_found` know both flavours').
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx
+
+from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras, transport_options
+from airflow_provider_modelreg.hooks.oci_base import OCIBaseHook
+from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, ServiceError
+from airflow_provider_modelreg.lifecycle import LifecycleSpec, at
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+    from airflow_provider_modelreg.models.mlflow import (
+        CreateModelVersionRequest,
+        CreateRegisteredModelRequest,
+        CreateRunRequest,
+        LogBatchRequest,
+        UpdateRunRequest,
+    )
+
+MLFLOW_API = "/api/2.0/mlflow"
+AIDP_API_VERSION = "20260430"
+# Oracle's aidp-python-client uses this host form (API-NOTES section 8); a connection host overrides it.
+AIDP_ENDPOINT_TEMPLATE = "https://datalake.{region}.oci.oraclecloud.com"
+
+# Duplicate and not-found codes of both flavours: open-source MLflow answers 400 RESOURCE_ALREADY_EXISTS
+# and 404 RESOURCE_DOES_NOT_EXIST; OCI services answer {code, message} with their own codes.
+ALREADY_EXISTS_CODES = frozenset({"RESOURCE_ALREADY_EXISTS", "Conflict", "AlreadyExists", "ResourceAlreadyExists"})
+NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NotAuthorizedOrNotFound", "NotFound", "ResourceNotFound"})
+
+IDEMPOTENCY_TAG = "airflow.idempotency_key"
+SEARCH_PAGE_SIZE = 1000
+
+
+def is_already_exists(exc: ServiceError) -> bool:
+    return exc.code in ALREADY_EXISTS_CODES
+
+
+def is_not_found(exc: ServiceError) -> bool:
+    return exc.code in NOT_FOUND_CODES or (exc.status == 404 and exc.code is None)
+
+
+def quote_filter_value(value: str) -> str:
+    """A string literal for MLflow's filter grammar (single quotes, or double when the value has one)."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ValueError(f"cannot search for a value holding both quote characters: {value!r}")
+
+
+# -- lifecycle specs ----------------------------------------------------------------------------------
+# A reference carries the API prefix ("api") next to the resource's ids: the prefix depends on the
+# connection (OCI platform and workspace), while a spec's read must be a pure function of the reference.
+
+
+@dataclass(frozen=True)
+class MlflowLifecycleSpec(LifecycleSpec):
+    """A LifecycleSpec whose descriptions leave out the API prefix of the reference."""
+
+    def describe(self, ref: Mapping[str, Any]) -> str:
+        return f"{self.noun} " + ", ".join(f"{k}={v}" for k, v in ref.items() if k != "api")
+
+
+def read_model_version(ref: Mapping[str, Any]) -> ApiRequest:
+    return ApiRequest(
+        "GET", f"{ref['api']}/model-versions/get", params={"name": ref["name"], "version": str(ref["version"])}
+    )
+
+
+def read_run(ref: Mapping[str, Any]) -> ApiRequest:
+    return ApiRequest("GET", f"{ref['api']}/runs/get", params={"run_id": ref["run_id"]})
+
+
+def _unwrap(key: str) -> Any:
+    def unwrap(data: Any) -> Any:
+        return data[key] if isinstance(data, Mapping) and isinstance(data.get(key), Mapping) else data
+
+    return unwrap
+
+
+MODEL_VERSION_LIFECYCLE = MlflowLifecycleSpec(
+    key="airflow_provider_modelreg.hooks.mlflow:MODEL_VERSION_LIFECYCLE",
+    # MlflowHook builds the client of either flavour from the connection's type (see client_from_connection).
+    hook="airflow_provider_modelreg.hooks.mlflow:MlflowHook",
+    noun="MLflow model version",
+    read=read_model_version,
+    state=at("status"),
+    success=frozenset({"READY"}),
+    failure=frozenset({"FAILED_REGISTRATION"}),
+    in_progress=frozenset({"PENDING_REGISTRATION"}),
+    reason=at("status_message"),
+    unwrap=_unwrap("model_version"),
+)
+
+RUN_LIFECYCLE = MlflowLifecycleSpec(
+    key="airflow_provider_modelreg.hooks.mlflow:RUN_LIFECYCLE",
+    hook="airflow_provider_modelreg.hooks.mlflow:MlflowHook",
+    noun="MLflow run",
+    read=read_run,
+    state=at("info.status"),
+    success=frozenset({"FINISHED"}),
+    # INTERNAL_ERROR exists only in the OCI flavour.
+    failure=frozenset({"FAILED", "KILLED", "INTERNAL_ERROR"}),
+    in_progress=frozenset({"RUNNING", "SCHEDULED"}),
+    unwrap=_unwrap("run"),
+)
+
+
+# -- hooks ------------------------------------------------------------------------------------------
+class MlflowHook(ModelRegHook):
+    """An MLflow tracking server: the connection's host is the tracking URI; extra ``auth_type`` is
+    ``none`` (default), ``basic`` (login and password) or ``bearer`` (password is the token).
+
+    Given an ``oci_aidp`` connection, it builds that flavour's client instead, so one lifecycle spec and
+    one trigger serve both; use :func:`mlflow_hook` to get the hook class that matches a connection.
+
+    :param conn_id: an ``mlflow`` connection (default ``mlflow_default``).
+    """
+
+    conn_type = "mlflow"
+    default_conn_name = "mlflow_default"
+    hook_name = "MLflow tracking server"
+    service = "MLflow"
+    # Only the OCI flavour documents a retry token; a plain server gets look-before-create instead.
+    uses_retry_token: ClassVar[bool] = False
+
+    # -- connection -> client and prefixes (pure, so triggers build the same client) ------------
+    @classmethod
+    def client_from_connection(cls, conn: Connection, retry: RetryPolicy | None = None) -> ServiceClient:
+        if conn.conn_type == OCIDataPlatformMlflowHook.conn_type and cls is MlflowHook:
+            return OCIDataPlatformMlflowHook.client_from_connection(conn, retry)
+        extras = connection_extras(conn)
+        auth_type = str(extras.get("auth_type") or "none").lower()
+        auth: httpx.Auth | None
+        if auth_type == "none":
+            auth = None
+        elif auth_type == "basic":
+            if not conn.login:
+                raise ValueError(f"connection {conn.conn_id!r}: basic auth needs a login")
+            cls.mask(conn.password)
+            auth = httpx.BasicAuth(conn.login, conn.password or "")
+        elif auth_type == "bearer":
+            if not conn.password:
+                raise ValueError(f"connection {conn.conn_id!r}: bearer auth needs the token in the password")
+            cls.mask(conn.password)
+            auth = BearerAuth(conn.password)
+        else:
+            raise ValueError(f"connection {conn.conn_id!r}: auth_type must be none, basic or bearer")
+        if not conn.host:
+            raise ValueError(f"connection {conn.conn_id!r}: set the tracking URI (host)")
+        return ServiceClient(
+            service=cls.service,
+            base_url=base_url_of(conn.host, "", port=conn.port, scheme="http"),
+            auth=auth,
+            retry=retry,
+            **transport_options(extras),
+        )
+
+    @classmethod
+    def api_prefixes(cls, conn: Connection) -> tuple[str, str]:
+        """(tracking prefix, registry prefix) for this connection."""
+        if conn.conn_type == OCIDataPlatformMlflowHook.conn_type and cls is MlflowHook:
+            return OCIDataPlatformMlflowHook.api_prefixes(conn)
+        return MLFLOW_API, MLFLOW_API
+
+    @classmethod
+    def ui_base_url(cls, conn: Connection, client: ServiceClient) -> str:
+        """Where the MLflow UI lives: extra ``ui_url`` when set, else the tracking URI."""
+        return str(connection_extras(conn).get("ui_url") or client.base_url).rstrip("/")
+
+    @cached_property
+    def connection(self) -> Connection:
+        return self.get_connection(self.conn_id)
+
+    @cached_property
+    def client(self) -> ServiceClient:
+        return self.client_from_connection(self.connection, self.retry)
+
+    @cached_property
+    def _prefixes(self) -> tuple[str, str]:
+        return self.api_prefixes(self.connection)
+
+    @property
+    def tracking_api(self) -> str:
+        """Prefix of experiments and runs."""
+        return self._prefixes[0]
+
+    @property
+    def registry_api(self) -> str:
+        """Prefix of registered models and model versions."""
+        return self._prefixes[1]
+
+    def probe(self) -> ApiRequest:
+        # The path depends on the connection (OCI platform and workspace), so no class-level probe_request.
+        return ApiRequest("GET", f"{self.tracking_api}/experiments/search", params={"max_results": 1})
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        """The run in the MLflow UI."""
+        base = self.ui_base_url(self.connection, self.client)
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    # -- request helpers ---------------------------------------------------------------------------
+    def _create_headers(self, retry_token: str | None) -> dict[str, str] | None:
+        if retry_token and self.uses_retry_token:
+            return {"opc-retry-token": retry_token[:64]}
+        return None
+
+    def _post_create(self, path: str, body: dict[str, Any], retry_token: str | None) -> Any:
+        # Without a retry token a create is not safe to resend: idempotent=False (a token makes it safe).
+        headers = self._create_headers(retry_token)
+        return self.request(ApiRequest("POST", path, json=body, headers=headers, idempotent=headers is not None)).data
+
+    def _get_or_none(self, req: ApiRequest) -> Any:
+        try:
+            return self.request(req).data
+        except ServiceError as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    # -- experiments -------------------------------------------------------------------------------
+    def get_experiment_by_name(self, name: str) -> dict[str, Any] | None:
+        data = self._get_or_none(
+            ApiRequest("GET", f"{self.tracking_api}/experiments/get-by-name", params={"experiment_name": name})
+        )
+        return None if data is None else data.get("experiment", data)
+
+    def create_experiment(self, name: str, retry_token: str | None = None) -> str:
+        """Create an experiment; returns its id."""
+        from airflow_provider_modelreg.models.base import validate_request
+        from airflow_provider_modelreg.models.mlflow import CreateExperimentRequest
+
+        body = validate_request(CreateExperimentRequest, {"name": name}).wire()
+        return str(self._post_create(f"{self.tracking_api}/experiments/create", body, retry_token)["experiment_id"])
+
+    def get_or_create_experiment(self, name: str, retry_token: str | None = None) -> dict[str, Any]:
+        """The experiment named ``name``, created when missing; a concurrent create is not an error."""
+        if (found := self.get_experiment_by_name(name)) is not None:
+            return found
+        try:
+            experiment_id = self.create_experiment(name, retry_token)
+        except ServiceError as exc:
+            if not is_already_exists(exc):
+                raise
+            self.log.info("Experiment %r was created concurrently; using it", name)
+            found = self.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found
+        return {"experiment_id": experiment_id, "name": name}
+
+    # -- runs ----------------------------------------------------------------------------------------
+    def create_run(self, request: CreateRunRequest, retry_token: str | None = None) -> dict[str, Any]:
+        data = self._post_create(f"{self.tracking_api}/runs/create", request.wire(), retry_token)
+        return data["run"]
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return self.request(read_run({"api": self.tracking_api, "run_id": run_id})).data["run"]
+
+    def update_run(self, request: UpdateRunRequest) -> dict[str, Any]:
+        """Set status, end time or name (the status is validated by the model: a server ignores a bad one)."""
+        # runs/update sets fields to given values: resending it is harmless.
+        data = self.request(
+            ApiRequest("POST", f"{self.tracking_api}/runs/update", json=request.wire(), idempotent=True)
+        ).data
+        return (data or {}).get("run_info", data or {})
+
+    def set_run_status(self, run_id: str, status: str, end_time: int | None = None) -> dict[str, Any]:
+        from airflow_provider_modelreg.models.base import validate_request
+        from airflow_provider_modelreg.models.mlflow import UpdateRunRequest, now_ms
+
+        if end_time is None and status in ("FINISHED", "FAILED", "KILLED"):
+            end_time = now_ms()
+        return self.update_run(
+            validate_request(UpdateRunRequest, {"run_id": run_id, "status": status, "end_time": end_time})
+        )
+
+    def log_batch(self, request: LogBatchRequest) -> int:
+        """Log metrics, params and tags in as many calls as MLflow's per-call limits need; returns the count.
+
+        Logging the same param value, tag or metric point again is harmless, so each call may be resent.
+        """
+        calls = 0
+        for body in request.chunks():
+            self.request(ApiRequest("POST", f"{self.tracking_api}/runs/log-batch", json=body, idempotent=True))
+            calls += 1
+        return calls
+
+    def search_runs(
+        self,
+        experiment_ids: list[str],
+        filter_string: str | None = None,
+        max_results: int = SEARCH_PAGE_SIZE,
+        order_by: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Runs matching the filter, following page tokens until ``max_results`` runs are read."""
+        runs: list[dict[str, Any]] = []
+        for page in self._pages(
+            lambda token: ApiRequest(
+                "POST",
+                f"{self.tracking_api}/runs/search",
+                json={
+                    k: v
+                    for k, v in {
+                        "experiment_ids": experiment_ids,
+                        "filter": filter_string,
+                        "max_results": min(max_results - len(runs), SEARCH_PAGE_SIZE),
+                        "order_by": order_by,
+                        "page_token": token,
+                    }.items()
+                    if v is not None
+                },
+                idempotent=True,  # a search reads only
+            )
+        ):
+            runs.extend(page.get("runs", []))
+            if len(runs) >= max_results:
+                break
+        return runs[:max_results]
+
+    def find_run_by_tag(self, experiment_id: str, key: str, value: str) -> dict[str, Any] | None:
+        """The oldest active run of the experiment tagged ``key=value``."""
+        runs = self.search_runs(
+            [experiment_id],
+            f"tags.`{key}` = {quote_filter_value(value)}",
+            max_results=10,
+            order_by=["attributes.start_time ASC"],
+        )
+        return runs[0] if runs else None
+
+    # -- registered models and versions -------------------------------------------------------------
+    def get_registered_model(self, name: str) -> dict[str, Any] | None:
+        data = self._get_or_none(ApiRequest("GET", f"{self.registry_api}/registered-models/get", params={"name": name}))
+        return None if data is None else data.get("registered_model", data)
+
+    def create_registered_model(
+        self, request: CreateRegisteredModelRequest, retry_token: str | None = None
+    ) -> dict[str, Any]:
+        data = self._post_create(f"{self.registry_api}/registered-models/create", request.wire(), retry_token)
+        return data.get("registered_model", data)
+
+    def ensure_registered_model(
+        self, request: CreateRegisteredModelRequest, retry_token: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """(registered model, created). A model created concurrently by someone else is not an error."""
+        if (found := self.get_registered_model(request.name)) is not None:
+            return found, False
+        try:
+            return self.create_registered_model(request, retry_token), True
+        except ServiceError as exc:
+            if not is_already_exists(exc):
+                raise
+            self.log.info("Registered model %r was created concurrently; using it", request.name)
+            return self.get_registered_model(request.name) or {"name": request.name}, False
+
+    def create_model_version(
+        self, request: CreateModelVersionRequest, retry_token: str | None = None
+    ) -> dict[str, Any]:
+        data = self._post_create(f"{self.registry_api}/model-versions/create", request.wire(), retry_token)
+        return data["model_version"]
+
+    def get_model_version(self, name: str, version: str | int) -> dict[str, Any]:
+        ref = {"api": self.registry_api, "name": name, "version": str(version)}
+        return self.request(read_model_version(ref)).data["model_version"]
+
+    def search_model_versions(self, filter_string: str, max_results: int = SEARCH_PAGE_SIZE) -> list[dict[str, Any]]:
+        versions: list[dict[str, Any]] = []
+        for page in self._pages(
+            lambda token: ApiRequest(
+                "GET",
+                f"{self.registry_api}/model-versions/search",
+                params={"filter": filter_string, "max_results": SEARCH_PAGE_SIZE, "page_token": token},
+            )
+        ):
+            versions.extend(page.get("model_versions", []))
+            if len(versions) >= max_results:
+                break
+        return versions[:max_results]
+
+    def find_model_version(self, name: str, source: str, run_id: str | None) -> dict[str, Any] | None:
+        """The oldest version of ``name`` made from ``source`` (and ``run_id``): what an earlier try made.
+
+        Servers filter by name and run id only (not by source), so the source is matched here.
+        """
+        filter_string = f"name={quote_filter_value(name)}"
+        if run_id:
+            filter_string += f" and run_id={quote_filter_value(run_id)}"
+        matches = [
+            v
+            for v in self.search_model_versions(filter_string)
+            if v.get("source") == source and (v.get("run_id") or None) == (run_id or None)
+        ]
+        return min(matches, key=lambda v: int(v.get("version", 0))) if matches else None
+
+    def _pages(self, build: Callable[[str | None], ApiRequest]) -> Iterator[dict[str, Any]]:
+        token: str | None = None
+        while True:
+            page = self.request(build(token)).data or {}
+            yield page
+            token = page.get("next_page_token")
+            if not token:
+                return
+
+
+class OCIDataPlatformMlflowHook(MlflowHook, OCIBaseHook):
+    """OCI AI Data Platform's MLflow-compatible MLOps API, with OCI request signing.
+
+    Connection extras: the OCI credential fields, ``ai_data_platform_id``, ``workspace_key`` (needed for
+    experiments and runs, which are workspace-scoped) and an optional ``dh_user_principal``. The host,
+    when set, overrides ``https://datalake.{region}.oci.oraclecloud.com``.
+
+    :param conn_id: an ``oci_aidp`` connection (default ``oci_aidp_default``).
+    """
+
+    conn_type = "oci_aidp"
+    default_conn_name = "oci_aidp_default"
+    hook_name = "OCI AI Data Platform (MLflow)"
+    service = "OCI AI Data Platform"
+    endpoint_template = AIDP_ENDPOINT_TEMPLATE
+    uses_retry_token = True
+
+    @classmethod
+    def client_from_connection(cls, conn: Connection, retry: RetryPolicy | None = None) -> ServiceClient:
+        client = super(MlflowHook, cls).client_from_connection(conn, retry)  # OCIBaseHook's: signing
+        principal = connection_extras(conn).get("dh_user_principal")
+        if principal:
+            # Set before the first request, so the lazily built httpx clients carry it.
+            client.headers["dh-user-principal"] = str(principal)
+        return client
+
+    @classmethod
+    def api_prefixes(cls, conn: Connection) -> tuple[str, str]:
+        extras = connection_extras(conn)
+        platform = extras.get("ai_data_platform_id")
+        if not platform:
+            raise ValueError(f"connection {conn.conn_id!r}: set ai_data_platform_id")
+        root = f"/{AIDP_API_VERSION}/aiDataPlatforms/{platform}"
+        workspace = extras.get("workspace_key")
+        # The registry is platform-scoped; tracking needs a workspace (checked when a tracking call is made).
+        tracking = f"{root}/workspaces/{workspace}/mlops/api/2.0/mlflow" if workspace else ""
+        return tracking, f"{root}/mlops/api/2.0/mlflow"
+
+    @property
+    def tracking_api(self) -> str:
+        if not self._prefixes[0]:
+            raise ValueError(f"connection {self.conn_id!r}: set workspace_key (experiments and runs are per workspace)")
+        return self._prefixes[0]
+
+    def probe(self) -> ApiRequest:
+        # The registry needs no workspace, so a connection without one can still be tested.
+        return ApiRequest("GET", f"{self.registry_api}/registered-models/search", params={"max_results": 1})
+
+    @classmethod
+    def ui_base_url(cls, conn: Connection, client: ServiceClient) -> str:
+        # The UI path of the AI Data Platform is not documented: the workspace's MLOps root, unless
+        # the connection's extra ``ui_url`` says where the MLflow UI is.
+        if ui := connection_extras(conn).get("ui_url"):
+            return str(ui).rstrip("/")
+        tracking, registry = cls.api_prefixes(conn)
+        return client.base_url + (tracking or registry).removesuffix("/api/2.0/mlflow")
+
+
+def mlflow_hook_class(conn_type: str | None) -> type[MlflowHook]:
+    """The hook class for a connection type (``oci_aidp`` or anything else: a plain MLflow server)."""
+    return OCIDataPlatformMlflowHook if conn_type == OCIDataPlatformMlflowHook.conn_type else MlflowHook
+
+
+def mlflow_hook(conn_id: str, retry: RetryPolicy | None = None) -> MlflowHook:
+    """The hook matching the connection's type, so operators work with either flavour."""
+    conn = ModelRegHook.get_connection(conn_id)
+    hook = mlflow_hook_class(conn.conn_type)(conn_id=conn_id, retry=retry)
+    hook.__dict__["connection"] = conn  # read once
+    return hook

@@ -1,0 +1,438 @@
+"""MLflow operators: log a run, register a model version. Each works with an ``mlflow`` connection (any
+MLflow tracking server) or an ``oci_aidp`` connection (OCI AI Data Platform); the connection's type picks
+the flavour."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_modelreg.hooks.mlflow import (
+    IDEMPOTENCY_TAG,
+    MODEL_VERSION_LIFECYCLE,
+    RUN_LIFECYCLE,
+    MlflowHook,
+    mlflow_hook,
+)
+from airflow_provider_modelreg.http import ServiceError
+from airflow_provider_modelreg.idempotency import create_once, idempotency_key
+from airflow_provider_modelreg.lifecycle import at
+from airflow_provider_modelreg.links.mlflow import MlflowRunLink
+from airflow_provider_modelreg.models.base import InvalidRequest, validate_request
+from airflow_provider_modelreg.models.mlflow import (
+    CreateModelVersionRequest,
+    CreateRegisteredModelRequest,
+    CreateRunRequest,
+    LogBatchRequest,
+    tag_list,
+)
+from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+# The run id is not known when the log is validated (before anything is sent): a placeholder stands in.
+_PENDING_RUN = "pending"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything the run operator will send, validated before the first call."""
+
+    experiment_name: str
+    run_name: str
+    run_tags: list[dict[str, str]]
+    log: LogBatchRequest
+
+
+def _pull(context: Context, task_id: str, xcom_key: str, what: str) -> Mapping[str, Any]:
+    value = context["ti"].xcom_pull(task_ids=task_id, key=xcom_key)
+    if isinstance(value, str):  # an XCom pushed as JSON text
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    if not isinstance(value, Mapping):
+        raise InvalidRequest(
+            f"{what}: XCom {xcom_key!r} of task {task_id!r} is {type(value).__name__}, not a mapping; nothing was sent"
+        )
+    return value
+
+
+def _select(
+    source: Mapping[str, Any], keys: Sequence[str] | Mapping[str, str] | None, what: str, task_id: str
+) -> dict[str, Any]:
+    """``keys``: names to take as they are, or ``{logged name: dotted path in the XCom value}``; None: all
+    top-level entries (for metrics, the numeric ones)."""
+    if keys is None:
+        if what == "metrics":
+            return {k: v for k, v in source.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return {k: v for k, v in source.items() if isinstance(v, (str, int, float, bool))}
+    mapping = dict(keys) if isinstance(keys, Mapping) else {k: k for k in keys}
+    picked = {}
+    for name, path in mapping.items():
+        value = at(path)(source)
+        if value is None:
+            raise InvalidRequest(f"{what}: {path!r} is not in the XCom of task {task_id!r}; nothing was sent")
+        picked[name] = value
+    return picked
+
+
+def _metric_points(metrics: Any, step: int, timestamp: int | None) -> list[dict[str, Any]]:
+    """Metrics as ``{name: value}``, ``{name: {"value", "step", "timestamp"}}``, ``{name: [points]}`` or a
+    list of ``{"key", "value", "step", "timestamp"}``; defaults fill step and timestamp."""
+    points: list[dict[str, Any]] = []
+    items: list[tuple[str | None, Any]] = (
+        list(metrics.items()) if isinstance(metrics, Mapping) else [(None, m) for m in metrics or []]
+    )
+    for name, value in items:
+        for point in value if isinstance(value, list) else [value]:
+            fields = dict(point) if isinstance(point, Mapping) else {"value": point}
+            if name is not None:
+                fields.setdefault("key", name)
+            fields.setdefault("step", step)
+            if timestamp is not None:
+                fields.setdefault("timestamp", timestamp)
+            points.append(fields)
+    return points
+
+
+def _key_values(values: Any) -> list[dict[str, Any]]:
+    return tag_list(values) or []
+
+
+class MlflowCreateRunOperator(CreateAndWaitOperator):
+    """Log an MLflow run: find or create the experiment, create a run named and tagged after the task
+    instance, log params, metrics and tags, and close it ``FINISHED`` (or leave it open).
+
+    Values are given directly (templated) or pulled from an upstream task's XCom: for example
+    ``metrics_from="train_vision", metric_keys={"precision": "precision", "recall": "recall"}``, or
+    ``metrics={"precision": "{{ ti.xcom_pull('train')['precision'] }}"}``. Everything is validated before
+    the first call. When logging fails the run is marked ``FAILED`` and the error re-raised; when the task
+    is killed, ``KILLED``. A retried task finds its run by the ``airflow.idempotency_key`` tag and reuses
+    it, never creating a second one. Returns ``run_id``, ``experiment_id``, ``run_name``, ``status``,
+    ``run_url`` and the run's ``info``.
+
+    :param experiment_name: experiment to log to (created when missing).
+    :param run_name: run name (default ``<dag_id>.<task_id>.<run_id>``).
+    :param run_params: MLflow params, ``{name: value}`` or a list of ``{"key", "value"}``; values become
+        strings (named so because ``params`` is Airflow's own DAG-params argument).
+    :param metrics: ``{name: value}``, ``{name: {"value", "step", "timestamp"}}``, ``{name: [points]}`` or a
+        list of ``{"key", "value", "step", "timestamp"}``.
+    :param tags: ``{name: value}`` or a list of ``{"key", "value"}``.
+    :param metrics_from: task id whose XCom holds metrics (a mapping).
+    :param metric_keys: names to take from that XCom, or ``{metric name: dotted path}``; default: every
+        numeric top-level entry.
+    :param params_from: task id whose XCom holds params.
+    :param param_keys: like ``metric_keys`` (default: every scalar top-level entry).
+    :param tags_from: task id whose XCom holds tags.
+    :param tag_keys: like ``metric_keys`` (default: every scalar top-level entry).
+    :param xcom_key: XCom key read by ``*_from`` (default ``return_value``).
+    :param step: default step of metrics (default 0).
+    :param metric_timestamp: default timestamp of metrics, epoch milliseconds (default: now).
+    :param close_run: close the run ``FINISHED`` (default); false leaves it ``RUNNING`` for later tasks.
+    :param conn_id: an ``mlflow`` or ``oci_aidp`` connection (default ``mlflow_default``).
+    :param wait_for_completion: with ``close_run=False``, wait until something else ends the run
+        (``FINISHED`` succeeds; ``FAILED``, ``KILLED``, ``INTERNAL_ERROR`` fail). Default false.
+    :param deferrable: wait in the triggerer.
+    :param poll_interval: seconds between status reads while waiting.
+    :param wait_timeout: seconds before the wait fails.
+    """
+
+    hook_class = MlflowHook
+    lifecycle = RUN_LIFECYCLE
+    operator_extra_links = (MlflowRunLink(),)
+    template_fields: Sequence[str] = (
+        "experiment_name",
+        "run_name",
+        "run_params",
+        "metrics",
+        "tags",
+        "metrics_from",
+        "metric_keys",
+        "params_from",
+        "param_keys",
+        "tags_from",
+        "tag_keys",
+        "xcom_key",
+        "conn_id",
+    )
+    template_fields_renderers = {"run_params": "json", "metrics": "json", "tags": "json"}
+
+    def __init__(
+        self,
+        *,
+        experiment_name: str,
+        run_name: str | None = None,
+        run_params: Mapping[str, Any] | list[dict[str, Any]] | None = None,
+        metrics: Mapping[str, Any] | list[dict[str, Any]] | None = None,
+        tags: Mapping[str, Any] | list[dict[str, Any]] | None = None,
+        metrics_from: str | None = None,
+        metric_keys: Sequence[str] | Mapping[str, str] | None = None,
+        params_from: str | None = None,
+        param_keys: Sequence[str] | Mapping[str, str] | None = None,
+        tags_from: str | None = None,
+        tag_keys: Sequence[str] | Mapping[str, str] | None = None,
+        xcom_key: str = "return_value",
+        step: int = 0,
+        metric_timestamp: int | None = None,
+        close_run: bool = True,
+        wait_for_completion: bool = False,
+        poll_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(wait_for_completion=wait_for_completion, poll_interval=poll_interval, **kwargs)
+        self.experiment_name = experiment_name
+        self.run_name = run_name
+        self.run_params = run_params
+        self.metrics = metrics
+        self.tags = tags
+        self.metrics_from = metrics_from
+        self.metric_keys = metric_keys
+        self.params_from = params_from
+        self.param_keys = param_keys
+        self.tags_from = tags_from
+        self.tag_keys = tag_keys
+        self.xcom_key = xcom_key
+        self.step = step
+        self.metric_timestamp = metric_timestamp
+        self.close_run = close_run
+        self._run_id: str | None = None
+        self._killed = False
+
+    @cached_property
+    def hook(self) -> MlflowHook:
+        return mlflow_hook(self.conn_id)
+
+    # -- validate everything first ------------------------------------------------------------------
+    def build_request(self, context: Context) -> RunPlan:
+        ti = context["ti"]
+        metrics = _metric_points(self.metrics, self.step, self.metric_timestamp)
+        params = _key_values(self.run_params)
+        tags = _key_values(self.tags)
+        if self.metrics_from:
+            pulled = _select(
+                _pull(context, self.metrics_from, self.xcom_key, "metrics"),
+                self.metric_keys,
+                "metrics",
+                self.metrics_from,
+            )
+            metrics += _metric_points(pulled, self.step, self.metric_timestamp)
+        if self.params_from:
+            pulled = _select(
+                _pull(context, self.params_from, self.xcom_key, "params"), self.param_keys, "params", self.params_from
+            )
+            params += _key_values(pulled)
+        if self.tags_from:
+            pulled = _select(
+                _pull(context, self.tags_from, self.xcom_key, "tags"), self.tag_keys, "tags", self.tags_from
+            )
+            tags += _key_values(pulled)
+        log = validate_request(
+            LogBatchRequest, {"run_id": _PENDING_RUN, "metrics": metrics, "params": params, "tags": tags}
+        )
+        run_tags = {
+            IDEMPOTENCY_TAG: idempotency_key(context),
+            "airflow.dag_id": ti.dag_id,
+            "airflow.task_id": ti.task_id,
+            "airflow.run_id": ti.run_id,
+            "mlflow.source.type": "JOB",
+            "mlflow.source.name": f"airflow:{ti.dag_id}.{ti.task_id}",
+        }
+        map_index = getattr(ti, "map_index", None)
+        if map_index is not None and map_index >= 0:
+            run_tags["airflow.map_index"] = str(map_index)
+        run_name = self.run_name or f"{ti.dag_id}.{ti.task_id}.{ti.run_id}"
+        # Validate the create body too (the experiment id is filled in later).
+        create = validate_request(
+            CreateRunRequest, {"experiment_id": "0", "run_name": run_name, "tags": tag_list(run_tags)}
+        )
+        if not str(self.experiment_name or "").strip():
+            raise InvalidRequest("experiment_name: must not be empty; nothing was sent")
+        return RunPlan(self.experiment_name, run_name, [t.wire() for t in create.tags], log)
+
+    # -- create once, log, close -------------------------------------------------------------------
+    def create(self, context: Context, plan: RunPlan) -> dict[str, Any]:
+        hook = self.hook
+        key = idempotency_key(context)
+        experiment = hook.get_or_create_experiment(plan.experiment_name, retry_token=f"{key}-experiment")
+        experiment_id = str(experiment["experiment_id"])
+        try_number = getattr(context["ti"], "try_number", 1)
+
+        def new_run() -> dict[str, Any]:
+            request = validate_request(
+                CreateRunRequest,
+                {"experiment_id": experiment_id, "run_name": plan.run_name, "tags": plan.run_tags},
+            )
+            # A token per try: the body's start_time differs between tries, and a reused token with
+            # another body is refused; across tries the run is found by its tag instead.
+            return hook.create_run(request, retry_token=f"{key}-run-{try_number}")
+
+        run, created = create_once(
+            find=lambda: hook.find_run_by_tag(experiment_id, IDEMPOTENCY_TAG, key),
+            create=new_run,
+            retry=hook.client.retry,
+            logger=self.log,
+        )
+        run_id = str(run["info"]["run_id"])
+        self._run_id = run_id
+        MlflowRunLink.persist(
+            context, url=hook.run_url(experiment_id, run_id), experiment_id=experiment_id, run_id=run_id
+        )
+        self.log.info("%s MLflow run %s in experiment %s", "Created" if created else "Reusing", run_id, experiment_id)
+        try:
+            if not created and run["info"].get("status") != "RUNNING":
+                hook.set_run_status(run_id, "RUNNING")  # a retry reopens the run an earlier try closed
+            self.log_to_run(plan.log.model_copy(update={"run_id": run_id}))
+            if self.close_run:
+                hook.set_run_status(run_id, "FINISHED")
+        except BaseException as exc:
+            if not self._killed:  # on_kill already said KILLED: do not overwrite it with FAILED
+                self._mark(run_id, "FAILED", exc)
+            raise
+        return hook.get_run(run_id)
+
+    def log_to_run(self, log: LogBatchRequest) -> None:
+        """Send the validated params, metrics and tags (split to the per-call limits)."""
+        if log.is_empty():
+            return
+        calls = self.hook.log_batch(log)
+        self.log.info(
+            "Logged %d metrics, %d params and %d tags in %d call(s)",
+            len(log.metrics),
+            len(log.params),
+            len(log.tags),
+            calls,
+        )
+
+    def _mark(self, run_id: str, status: str, cause: BaseException | None = None) -> None:
+        try:
+            self.hook.set_run_status(run_id, status)
+            self.log.warning("Marked MLflow run %s %s%s", run_id, status, f" ({type(cause).__name__})" if cause else "")
+        except (ServiceError, ValueError) as exc:  # the original failure matters more than this one
+            self.log.warning("Could not mark MLflow run %s %s: %s", run_id, status, exc)
+
+    def on_kill(self) -> None:
+        self._killed = True
+        if self._run_id:
+            self._mark(self._run_id, "KILLED")
+
+    def resource_ref(self, resource: dict[str, Any]) -> dict[str, Any]:
+        return {"api": self.hook.tracking_api, "run_id": str(resource["info"]["run_id"])}
+
+    def to_xcom(self, resource: dict[str, Any]) -> dict[str, Any]:
+        info = resource.get("info", resource)
+        run_id, experiment_id = str(info.get("run_id")), str(info.get("experiment_id"))
+        return {
+            "run_id": run_id,
+            "experiment_id": experiment_id,
+            "run_name": info.get("run_name"),
+            "status": info.get("status"),
+            "run_url": self.hook.run_url(experiment_id, run_id),
+            "info": info,
+        }
+
+
+class MlflowCreateModelVersionOperator(CreateAndWaitOperator):
+    """Register a model version from ``source`` (and ``run_id``); wait until it is ``READY``.
+
+    The registered model is created when missing (a concurrent create by another task is not an error).
+    The seed page's limits are checked before anything is sent. A retried task returns the version its
+    first try made (found by name, run id and source), never a second one. ``FAILED_REGISTRATION`` fails
+    the task with the service's ``status_message``. Returns the model version (plain JSON).
+
+    :param name: registered model name (1..255 characters).
+    :param source: URI of the model artifacts (1..500), e.g. ``runs:/<run id>/model``.
+    :param run_id: id of the run that made the model (1..32).
+    :param model_id: logged model id (at most 36).
+    :param run_link: link to the run (at most 500).
+    :param description: version description (at most 5000).
+    :param tags: ``{key: value}`` or a list of ``{"key", "value"}`` (at most 20; key 1..250, value ≤ 8000).
+    :param conn_id: an ``mlflow`` or ``oci_aidp`` connection (default ``mlflow_default``).
+    :param wait_for_completion: wait until ``READY`` (default true).
+    :param deferrable: wait in the triggerer.
+    :param poll_interval: seconds between status reads (default 3, as MLflow's own client).
+    :param wait_timeout: seconds before the wait fails (default 300, as MLflow's own client).
+    """
+
+    hook_class = MlflowHook
+    lifecycle = MODEL_VERSION_LIFECYCLE
+    template_fields: Sequence[str] = (
+        "name",
+        "source",
+        "run_id",
+        "model_id",
+        "run_link",
+        "description",
+        "tags",
+        "conn_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        source: str,
+        run_id: str | None = None,
+        model_id: str | None = None,
+        run_link: str | None = None,
+        description: str | None = None,
+        tags: Mapping[str, Any] | list[dict[str, Any]] | None = None,
+        poll_interval: float = 3.0,
+        wait_timeout: float = 300.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poll_interval=poll_interval, wait_timeout=wait_timeout, **kwargs)
+        self.name = name
+        self.source = source
+        self.run_id = run_id
+        self.model_id = model_id
+        self.run_link = run_link
+        self.description = description
+        self.tags = tags
+
+    @cached_property
+    def hook(self) -> MlflowHook:
+        return mlflow_hook(self.conn_id)
+
+    def build_request(self, context: Context) -> CreateModelVersionRequest:
+        # Templates render a missing upstream value as "" or "None": treat both as not given. Ids are
+        # strings even when native rendering made a number of them.
+        fields = {
+            "name": self.name,
+            "source": self.source,
+            "run_id": self.run_id,
+            "model_id": self.model_id,
+            "run_link": self.run_link,
+            "description": self.description,
+        }
+        given = {k: str(v) for k, v in fields.items() if v is not None and str(v) not in ("", "None")}
+        return validate_request(CreateModelVersionRequest, given | {"tags": tag_list(self.tags)})
+
+    def create(self, context: Context, request: CreateModelVersionRequest) -> dict[str, Any]:
+        hook = self.hook
+        key = idempotency_key(context)
+        _model, model_created = hook.ensure_registered_model(
+            CreateRegisteredModelRequest(name=request.name), retry_token=f"{key}-registered-model"
+        )
+        if model_created:
+            self.log.info("Created registered model %r", request.name)
+        version, created = create_once(
+            find=lambda: hook.find_model_version(request.name, request.source, request.run_id),
+            create=lambda: hook.create_model_version(request, retry_token=f"{key}-model-version"),
+            retry=hook.client.retry,
+            logger=self.log,
+        )
+        self.log.info(
+            "%s version %s of model %r (%s)",
+            "Created" if created else "Reusing",
+            version["version"],
+            request.name,
+            request.source,
+        )
+        return version
+
+    def resource_ref(self, resource: dict[str, Any]) -> dict[str, Any]:
+        return {"api": self.hook.registry_api, "name": resource["name"], "version": str(resource["version"])}

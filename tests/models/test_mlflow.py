@@ -1,0 +1,132 @@
+"""MLflow request models: seed limits, MLflow's per-call limits, and refusal of what a server would
+silently mangle (bad metric values, unknown run statuses)."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_modelreg.models.base import InvalidRequest, validate_request
+from airflow_provider_modelreg.models.mlflow import (
+    CreateModelVersionRequest,
+    CreateRunRequest,
+    LogBatchRequest,
+    Metric,
+    Param,
+    UpdateRunRequest,
+    tag_list,
+)
+
+VERSION = {"name": "model", "source": "runs:/abc/model"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("name", "", "at least 1"),
+        ("name", "n" * 256, "at most 255"),
+        ("source", "", "at least 1"),
+        ("source", "s" * 501, "at most 500"),
+        ("run_id", "", "at least 1"),
+        ("run_id", "r" * 33, "at most 32"),
+        ("model_id", "m" * 37, "at most 36"),
+        ("run_link", "l" * 501, "at most 500"),
+        ("description", "d" * 5001, "at most 5000"),
+        ("tags", [{"key": f"k{i}", "value": "v"} for i in range(21)], "at most 20"),
+        ("tags", [{"key": "", "value": "v"}], "at least 1"),
+        ("tags", [{"key": "k" * 251, "value": "v"}], "at most 250"),
+        ("tags", [{"key": "k", "value": "v" * 8001}], "at most 8000"),
+    ],
+)
+def test_model_version_limits_name_the_field_and_rule(field, value, rule):
+    with pytest.raises(InvalidRequest) as caught:
+        validate_request(CreateModelVersionRequest, VERSION | {field: value})
+    message = str(caught.value)
+    assert field in message and rule in message and "nothing was sent" in message
+
+
+def test_model_version_at_the_limits_is_accepted_and_wired_snake_case():
+    request = validate_request(
+        CreateModelVersionRequest,
+        {
+            "name": "n" * 255,
+            "source": "s" * 500,
+            "run_id": "r" * 32,
+            "model_id": "m" * 36,
+            "description": "d" * 5000,
+            "tags": [{"key": "k" * 250, "value": "v" * 8000}] + [{"key": f"k{i}", "value": i} for i in range(19)],
+        },
+    )
+    wire = request.wire()
+    assert set(wire) == {"name", "source", "run_id", "model_id", "description", "tags"}
+    assert wire["tags"][1] == {"key": "k0", "value": "0"}  # a number given as a tag value is sent as a string
+
+
+def test_unknown_fields_are_refused():
+    with pytest.raises(InvalidRequest, match="runId"):
+        validate_request(CreateModelVersionRequest, VERSION | {"runId": "x"})
+
+
+@pytest.mark.parametrize("value", ["abc", None, True, float("nan"), float("inf"), "nan"])
+def test_a_metric_must_be_a_finite_number(value):
+    with pytest.raises(InvalidRequest, match=r"metrics\.0\.value"):
+        validate_request(LogBatchRequest, {"run_id": "r", "metrics": [{"key": "m", "value": value}]})
+
+
+def test_a_numeric_string_metric_is_converted_and_gets_a_timestamp():
+    metric = Metric(key="precision", value="0.91")
+    assert metric.value == pytest.approx(0.91)
+    assert metric.timestamp > 1_600_000_000_000 and metric.step == 0
+
+
+def test_param_values_are_at_most_6000_characters_and_become_strings():
+    assert Param(key="k", value=3).value == "3"
+    Param(key="k", value="x" * 6000)
+    with pytest.raises(InvalidRequest, match="at most 6000"):
+        validate_request(LogBatchRequest, {"run_id": "r", "params": [{"key": "k", "value": "x" * 6001}]})
+
+
+def test_a_param_given_twice_with_two_values_is_refused():
+    with pytest.raises(InvalidRequest, match="'lr' is given twice"):
+        validate_request(
+            LogBatchRequest, {"run_id": "r", "params": [{"key": "lr", "value": "1"}, {"key": "lr", "value": "2"}]}
+        )
+
+
+def test_run_status_is_checked_before_sending():
+    # An open-source server answers 200 and ignores an unknown status: the model must refuse it.
+    with pytest.raises(InvalidRequest, match="status"):
+        validate_request(UpdateRunRequest, {"run_id": "r", "status": "DONE"})
+    assert UpdateRunRequest(run_id="r", status="KILLED").wire() == {"run_id": "r", "status": "KILLED"}
+
+
+def test_create_run_always_carries_a_start_time():
+    assert CreateRunRequest(experiment_id="1").wire()["start_time"] > 1_600_000_000_000
+
+
+def sizes(body: dict) -> tuple[int, int, int]:
+    return len(body.get("metrics", [])), len(body.get("params", [])), len(body.get("tags", []))
+
+
+def test_log_batch_splits_to_mlflow_limits():
+    request = LogBatchRequest(
+        run_id="r",
+        metrics=[Metric(key=f"m{i}", value=i, timestamp=1) for i in range(2500)],
+        params=[Param(key=f"p{i}", value="v") for i in range(150)],
+        tags=[{"key": f"t{i}", "value": "v"} for i in range(120)],
+    )
+    chunks = list(request.chunks())
+    assert [sizes(c) for c in chunks] == [(800, 100, 100), (930, 50, 20), (770, 0, 0)]
+    assert all(c["run_id"] == "r" for c in chunks)
+    assert [m["key"] for c in chunks for m in c.get("metrics", [])] == [f"m{i}" for i in range(2500)]
+
+
+def test_log_batch_of_metrics_only_uses_1000_a_call():
+    request = LogBatchRequest(run_id="r", metrics=[Metric(key="m", value=1, step=i) for i in range(2500)])
+    assert [sizes(c) for c in request.chunks()] == [(1000, 0, 0), (1000, 0, 0), (500, 0, 0)]
+    assert list(LogBatchRequest(run_id="r").chunks()) == []
+
+
+def test_tags_may_be_a_mapping_or_a_list():
+    assert tag_list({"a": 1}) == [{"key": "a", "value": 1}]
+    assert tag_list([{"key": "a", "value": "1"}]) == [{"key": "a", "value": "1"}]
+    assert tag_list(None) is None

@@ -1,0 +1,329 @@
+"""MLflow operators in real DAGs, each test run against a real ``mlflow server`` and the sandbox's OCI AI
+Data Platform flavour (``mlflow_target``); what they logged is read back from the server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_modelreg.hooks.mlflow import IDEMPOTENCY_TAG
+from airflow_provider_modelreg.operators.mlflow import MlflowCreateModelVersionOperator, MlflowCreateRunOperator
+from airflow_provider_modelreg.sandbox.state import OutcomeRule
+
+pytestmark = pytest.mark.integration
+
+CONN = "mlf"
+NO_RETRY = {"retries": 0}
+ONE_QUICK_RETRY = {"retries": 1, "retry_delay": dt.timedelta(seconds=0)}
+VISION_METRICS = {"precision": 0.91, "recall": 0.84, "displayName": "defects", "testImageCount": 120}
+
+
+def dag_with(dag_id: str, build, default_args: dict | None = None, params: dict | None = None):
+    """A DAG whose upstream task ``train_vision`` returns a Vision-like model (the XCom to log from)."""
+    from airflow.sdk import DAG, task
+
+    with DAG(
+        dag_id,
+        schedule=None,
+        start_date=dt.datetime(2024, 1, 1),
+        catchup=False,
+        default_args=default_args or NO_RETRY,
+        params=params or {},
+    ) as dag:
+
+        @task(task_id="train_vision")
+        def train_vision() -> dict[str, Any]:
+            return dict(VISION_METRICS)
+
+        train_vision() >> build()
+    return dag
+
+
+def tag_map(run: dict) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+
+
+# -- MlflowCreateRunOperator ------------------------------------------------------------------------------
+def test_logs_a_run_from_arguments_templates_and_xcom_and_closes_it_finished(run_dag, mlflow_target):
+    experiment = mlflow_target.unique("vision")
+
+    def build():
+        return MlflowCreateRunOperator(
+            task_id="log_run",
+            conn_id=CONN,
+            experiment_name=experiment,
+            run_params={"epochs": 10, "lr": "{{ params.lr }}"},
+            metrics={
+                "loss": {"value": 0.2, "step": 5, "timestamp": 1_700_000_000_000},
+                "precision_templated": "{{ ti.xcom_pull(task_ids='train_vision')['precision'] }}",
+            },
+            metrics_from="train_vision",
+            metric_keys={"precision": "precision", "vision.recall": "recall"},
+            tags={"team": "vision"},
+        )
+
+    result = run_dag(dag_with("mlflow_log_run", build, params={"lr": 0.01}), {CONN: mlflow_target.conn})
+    assert result.state == "success"
+    out = result.xcom("log_run")
+    assert out["status"] == "FINISHED"
+    assert out["run_url"].endswith(f"#/experiments/{out['experiment_id']}/runs/{out['run_id']}")
+    assert result.xcom("log_run", key="mlflow_run")["url"] == out["run_url"]
+    assert result.xcom("log_run", key="_link_MlflowRunLink") == out["run_url"]  # what the UI's button opens
+
+    [run] = mlflow_target.runs_of(experiment)
+    info, data = run["info"], run["data"]
+    assert info["run_id"] == out["run_id"] and info["status"] == "FINISHED"
+    assert 0 < info["start_time"] <= info["end_time"]
+    assert {p["key"]: p["value"] for p in data["params"]} == {"epochs": "10", "lr": "0.01"}
+    metrics = {m["key"]: m for m in data["metrics"]}
+    assert {k: m["value"] for k, m in metrics.items()} == {
+        "loss": 0.2,
+        "precision_templated": 0.91,
+        "precision": 0.91,
+        "vision.recall": 0.84,
+    }
+    assert (metrics["loss"]["step"], metrics["loss"]["timestamp"]) == (5, 1_700_000_000_000)
+    tags = tag_map(run)
+    assert tags["team"] == "vision" and tags["airflow.dag_id"] == "mlflow_log_run"
+    assert tags["airflow.task_id"] == "log_run" and len(tags[IDEMPOTENCY_TAG]) == 40
+    assert tags["mlflow.runName"] == info["run_name"] == f"mlflow_log_run.log_run.{result.run_id}"
+
+
+def test_all_numeric_xcom_entries_are_logged_when_no_keys_are_given(run_dag, mlflow_target):
+    experiment = mlflow_target.unique("vision")
+
+    def build():
+        return MlflowCreateRunOperator(
+            task_id="log_run", conn_id=CONN, experiment_name=experiment, metrics_from="train_vision"
+        )
+
+    assert run_dag(dag_with("mlflow_log_all", build), {CONN: mlflow_target.conn}).state == "success"
+    [run] = mlflow_target.runs_of(experiment)
+    assert {m["key"] for m in run["data"]["metrics"]} == {"precision", "recall", "testImageCount"}
+
+
+def test_a_failure_while_logging_marks_the_run_failed(run_dag, mlflow_target):
+    """The server refuses the metric name (MLflow's name rule): the run ends FAILED, the task fails."""
+    experiment = mlflow_target.unique("vision")
+
+    def build():
+        return MlflowCreateRunOperator(
+            task_id="log_run", conn_id=CONN, experiment_name=experiment, metrics={"bad name!": 1.0}
+        )
+
+    result = run_dag(dag_with("mlflow_log_fails", build), {CONN: mlflow_target.conn})
+    assert result.state == "failed" and result.task_state("log_run") == "failed"
+    [run] = mlflow_target.runs_of(experiment)
+    assert run["info"]["status"] == "FAILED" and run["info"]["end_time"] > 0
+
+
+def test_a_bad_metric_value_fails_before_anything_is_sent(run_dag, mlflow_target):
+    experiment = mlflow_target.unique("vision")
+
+    def build():
+        return MlflowCreateRunOperator(
+            task_id="log_run",
+            conn_id=CONN,
+            experiment_name=experiment,
+            metrics_from="train_vision",
+            metric_keys={"name": "displayName"},  # a string, not a number
+        )
+
+    result = run_dag(dag_with("mlflow_bad_metric", build), {CONN: mlflow_target.conn})
+    assert result.task_state("log_run") == "failed"
+    assert mlflow_target.hook().get_experiment_by_name(experiment) is None  # no experiment, no run
+
+
+class FlakyRunOperator(MlflowCreateRunOperator):
+    """Fails its first try after the run is created and logged: the retry must reuse that run."""
+
+    def create(self, context: Any, plan: Any) -> dict[str, Any]:
+        self._first_try = context["ti"].try_number == 1
+        return super().create(context, plan)
+
+    def log_to_run(self, log: Any) -> None:
+        super().log_to_run(log)
+        if self._first_try:
+            raise RuntimeError("injected failure while logging")
+
+
+def test_a_retried_task_reuses_its_run(run_dag, mlflow_target):
+    experiment = mlflow_target.unique("vision")
+
+    def build():
+        return FlakyRunOperator(
+            task_id="log_run",
+            conn_id=CONN,
+            experiment_name=experiment,
+            run_params={"epochs": 10},
+            metrics={"loss": {"value": 0.2, "timestamp": 1_700_000_000_000}},
+        )
+
+    result = run_dag(dag_with("mlflow_retry_run", build, ONE_QUICK_RETRY), {CONN: mlflow_target.conn})
+    assert result.state == "success" and result.try_number("log_run") == 2
+    [run] = mlflow_target.runs_of(experiment)  # one run, not two
+    assert run["info"]["status"] == "FINISHED" and run["info"]["run_id"] == result.xcom("log_run")["run_id"]
+    assert {p["key"]: p["value"] for p in run["data"]["params"]} == {"epochs": "10"}
+
+
+def test_close_run_false_leaves_the_run_running(run_dag, mlflow_target):
+    experiment = mlflow_target.unique("vision")
+
+    def build():
+        return MlflowCreateRunOperator(
+            task_id="log_run", conn_id=CONN, experiment_name=experiment, metrics={"m": 1}, close_run=False
+        )
+
+    result = run_dag(dag_with("mlflow_open_run", build), {CONN: mlflow_target.conn})
+    assert result.state == "success" and result.xcom("log_run")["status"] == "RUNNING"
+    [run] = mlflow_target.runs_of(experiment)
+    assert run["info"]["status"] == "RUNNING"
+
+
+def test_on_kill_marks_the_run_killed(mlflow_target):
+    from airflow_provider_modelreg.models.mlflow import CreateRunRequest
+
+    hook = mlflow_target.hook()
+    experiment_id = hook.get_or_create_experiment(mlflow_target.unique("vision"))["experiment_id"]
+    run_id = hook.create_run(CreateRunRequest(experiment_id=experiment_id))["info"]["run_id"]
+    operator = MlflowCreateRunOperator(task_id="log_run", conn_id="mlflow_target", experiment_name="x")
+    operator._run_id = run_id  # what execute() records once the run exists
+    operator.on_kill()
+    assert hook.get_run(run_id)["info"]["status"] == "KILLED"
+
+
+class KilledWhileLoggingOperator(MlflowCreateRunOperator):
+    """What a SIGTERM does mid-task: Airflow calls on_kill, then the task's code is interrupted."""
+
+    def log_to_run(self, log: Any) -> None:
+        self.on_kill()
+        raise RuntimeError("terminated")
+
+
+def test_a_task_killed_while_logging_leaves_the_run_killed_not_failed(run_dag, mlflow_target):
+    experiment = mlflow_target.unique("vision")
+
+    def build():
+        return KilledWhileLoggingOperator(task_id="log_run", conn_id=CONN, experiment_name=experiment)
+
+    result = run_dag(dag_with("mlflow_killed", build), {CONN: mlflow_target.conn})
+    assert result.task_state("log_run") == "failed"
+    [run] = mlflow_target.runs_of(experiment)
+    assert run["info"]["status"] == "KILLED"
+
+
+# -- MlflowCreateModelVersionOperator -------------------------------------------------------------------
+def registry_dag(dag_id: str, experiment: str, model: str, version_cls=MlflowCreateModelVersionOperator, **kwargs):
+    default_args = kwargs.pop("default_args", None)
+
+    def build():
+        log_run = MlflowCreateRunOperator(
+            task_id="log_run", conn_id=CONN, experiment_name=experiment, metrics_from="train_vision"
+        )
+        register = version_cls(
+            task_id="register",
+            conn_id=CONN,
+            name=model,
+            source="runs:/{{ ti.xcom_pull(task_ids='log_run')['run_id'] }}/model",
+            run_id="{{ ti.xcom_pull(task_ids='log_run')['run_id'] }}",
+            description="defect detector",
+            tags={"stage": "candidate"},
+            poll_interval=0.2,
+            **kwargs,
+        )
+        log_run >> register
+        return log_run
+
+    return dag_with(dag_id, build, default_args)
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferred"])
+def test_registers_a_version_and_waits_until_ready(run_dag, mlflow_target, lifecycle_triggers, deferrable):
+    model = mlflow_target.unique("model")
+    dag = registry_dag(f"mlflow_register_{deferrable}", mlflow_target.unique("vision"), model, deferrable=deferrable)
+    result = run_dag(dag, {CONN: mlflow_target.conn})
+    assert result.state == "success"
+    version = result.xcom("register")
+    assert (version["name"], version["version"], version["status"]) == (model, "1", "READY")
+    assert version["run_id"] == result.xcom("log_run")["run_id"]
+    assert {"key": "stage", "value": "candidate"} in version["tags"]
+    assert mlflow_target.hook().get_registered_model(model)["name"] == model
+    if mlflow_target.is_sandbox:
+        # The sandbox keeps a version PENDING_REGISTRATION for a second: deferred means a trigger waited.
+        assert bool(lifecycle_triggers) is deferrable
+        if deferrable:
+            assert lifecycle_triggers[0]["ref"] == {
+                "api": mlflow_target.hook().registry_api,
+                "name": model,
+                "version": "1",
+            }
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferred"])
+def test_failed_registration_fails_with_the_status_message(run_dag, sandbox, aidp_conn, capfd, deferrable):
+    sandbox.sandbox.state.outcome_rules.append(
+        OutcomeRule(service="mlflow", match="doomed", reason="model flavor not supported: onnx-legacy")
+    )
+    dag = registry_dag(f"mlflow_register_fails_{deferrable}", "vision", "doomed-model", deferrable=deferrable)
+    result = run_dag(dag, {CONN: aidp_conn})
+    assert result.state == "failed" and result.task_state("register") == "failed"
+    assert result.try_number("register") == 1  # a terminal state is not retried
+    out = capfd.readouterr().out
+    assert "MLflow model version name=doomed-model, version=1 ended FAILED_REGISTRATION" in out
+    assert "model flavor not supported: onnx-legacy" in out
+
+
+class FlakyVersionOperator(MlflowCreateModelVersionOperator):
+    """Fails its first try right after creating the version: the retry must return that version."""
+
+    def create(self, context: Any, request: Any) -> dict[str, Any]:
+        version = super().create(context, request)
+        if context["ti"].try_number == 1:
+            raise RuntimeError("injected failure after the create")
+        return version
+
+
+def test_a_retried_task_returns_the_version_made_before(run_dag, mlflow_target):
+    model = mlflow_target.unique("model")
+    dag = registry_dag(
+        "mlflow_register_retry",
+        mlflow_target.unique("vision"),
+        model,
+        version_cls=FlakyVersionOperator,
+        default_args=ONE_QUICK_RETRY,
+    )
+    result = run_dag(dag, {CONN: mlflow_target.conn})
+    assert result.state == "success" and result.try_number("register") == 2
+    assert result.xcom("register")["version"] == "1"
+    assert [v["version"] for v in mlflow_target.hook().search_model_versions(f"name='{model}'")] == ["1"]
+
+
+def test_invalid_version_arguments_fail_before_anything_is_sent(run_dag, mlflow_target):
+    model = mlflow_target.unique("model")
+
+    def build():
+        return MlflowCreateModelVersionOperator(
+            task_id="register", conn_id=CONN, name=model, source="s3://bucket/" + "x" * 500
+        )
+
+    result = run_dag(dag_with("mlflow_register_invalid", build), {CONN: mlflow_target.conn})
+    assert result.task_state("register") == "failed"
+    assert mlflow_target.hook().get_registered_model(model) is None
+
+
+# -- the example DAG ------------------------------------------------------------------------------------
+def test_the_example_dag_runs(run_dag, mlflow_target, monkeypatch):
+    path = Path(__file__).resolve().parents[2] / "dags_examples" / "mlflow_log_and_register.py"
+    spec = importlib.util.spec_from_file_location("mlflow_log_and_register_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dag = module.dag
+    dag.params["experiment_name"] = mlflow_target.unique("example")
+    dag.params["model_name"] = mlflow_target.unique("example-model")
+    result = run_dag(dag, {"mlflow_default": mlflow_target.conn})
+    assert result.state == "success", result.task_states()
+    assert result.xcom("wait_until_ready")["status"] == "READY"
