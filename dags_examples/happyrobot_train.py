@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from _settings import POLL_SECONDS
 from airflow.sdk import DAG, Param
 
 from airflow_provider_modelreg.operators.happyrobot import HappyRobotCreateModelOperator
@@ -36,7 +37,7 @@ with DAG(
         train_sample_ids="{{ params.train_sample_ids }}",
         test_sample_ids="{{ params.test_sample_ids }}",
         deferrable=True,
-        poll_interval=2,
+        poll_interval=POLL_SECONDS,
         wait_timeout=6 * 3600,
     )
     # A second look from a sensor, as a downstream DAG that did not create the model would do.
@@ -44,7 +45,7 @@ with DAG(
         task_id="confirm_active",
         model_id="{{ ti.xcom_pull(task_ids='train_model')['id'] }}",
         deferrable=True,
-        poke_interval=2,
+        poke_interval=POLL_SECONDS,
         timeout=600,
     )
     train >> confirm

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from _settings import POLL_SECONDS
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_modelreg.operators.mlflow import MlflowCreateModelVersionOperator, MlflowCreateRunOperator
@@ -66,7 +67,7 @@ with DAG(
         name="{{ params.model_name }}",
         version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
         deferrable=True,
-        poke_interval=3,
+        poke_interval=POLL_SECONDS,
         timeout=1800,
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from _settings import POLL_SECONDS
 from airflow.sdk import DAG
 
 from airflow_provider_modelreg.operators.nemo import NemoCreateModelOperator
@@ -45,6 +46,6 @@ with DAG(
         custom_fields={"airflow_dag_id": "{{ dag.dag_id }}", "airflow_run_id": "{{ run_id }}"},
         # trust_remote_code stays False: only a pre-approved checkpoint source or an admin may switch it on.
         deferrable=True,
-        poll_interval=30,
+        poll_interval=POLL_SECONDS,
         wait_timeout=2 * 3600,
     )

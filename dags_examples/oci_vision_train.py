@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from _settings import POLL_SECONDS
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_modelreg.operators.oci_vision import OCIVisionCreateModelOperator
@@ -47,7 +48,7 @@ with DAG(
         max_training_duration_in_hours="{{ params.max_training_duration_in_hours }}",
         freeform_tags={"team": "vision", "dag": "{{ dag.dag_id }}"},
         deferrable=True,
-        poll_interval=30,
+        poll_interval=POLL_SECONDS,
         wait_timeout=12 * 3600,
     )
 
@@ -65,7 +66,7 @@ with DAG(
         model_id="{{ ti.xcom_pull(task_ids='train_model', key='oci_vision_model')['model_id'] }}",
         work_request_id="{{ ti.xcom_pull(task_ids='train_model', key='oci_vision_model')['work_request_id'] }}",
         deferrable=True,
-        poke_interval=30,
+        poke_interval=POLL_SECONDS,
         timeout=600,
     )
     train_model >> confirm_active >> report(train_model.output)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from _assets import NEMO_MODEL
+from _settings import POLL_SECONDS
 from airflow.sdk import DAG, Param
 
 from airflow_provider_modelreg.operators.mlflow import MlflowCreateModelVersionOperator, MlflowCreateRunOperator
@@ -43,7 +44,7 @@ with DAG(
         workspace="{{ params.workspace }}",
         name="{{ ti.xcom_pull(task_ids='register_model_entity')['name'] }}",
         deferrable=True,
-        poke_interval=2,
+        poke_interval=POLL_SECONDS,
         timeout=3600,
     )
     log_run = MlflowCreateRunOperator(
@@ -58,7 +59,7 @@ with DAG(
         source="nemo://{{ params.fileset }}",
         run_id="{{ ti.xcom_pull(task_ids='log_model_run')['run_id'] }}",
         deferrable=True,
-        poll_interval=2,
+        poll_interval=POLL_SECONDS,
         outlets=[NEMO_MODEL],
     )
     register_entity >> wait_for_spec >> log_run >> register

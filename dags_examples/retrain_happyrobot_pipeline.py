@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from _assets import HAPPYROBOT_MODEL
+from _settings import POLL_SECONDS
 from airflow.sdk import DAG, Param
 
 from airflow_provider_modelreg.operators.happyrobot import HappyRobotCreateModelOperator
@@ -38,7 +39,7 @@ with DAG(
         train_sample_ids="{{ params.train_sample_ids }}",
         test_sample_ids="{{ params.test_sample_ids }}",
         deferrable=True,
-        poll_interval=2,
+        poll_interval=POLL_SECONDS,
     )
     log_run = MlflowCreateRunOperator(
         task_id="log_training_run",
@@ -55,7 +56,7 @@ with DAG(
         run_id="{{ ti.xcom_pull(task_ids='log_training_run')['run_id'] }}",
         tags={"happyrobot_model_id": "{{ ti.xcom_pull(task_ids='train_model')['id'] }}"},
         deferrable=True,
-        poll_interval=2,
+        poll_interval=POLL_SECONDS,
         outlets=[HAPPYROBOT_MODEL],
     )
     train >> log_run >> register

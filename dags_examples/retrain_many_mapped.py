@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from _settings import POLL_SECONDS
 from airflow.sdk import DAG, task
 
 from airflow_provider_modelreg.operators.happyrobot import HappyRobotCreateModelOperator
@@ -33,7 +34,7 @@ with DAG(
         return [uc | {"train_sample_ids": [f"{uc['use_case_id']}-s{i}" for i in range(3)]} for uc in USE_CASES]
 
     trained = HappyRobotCreateModelOperator.partial(
-        task_id="train_model", test_sample_ids=[], deferrable=True, poll_interval=2
+        task_id="train_model", test_sample_ids=[], deferrable=True, poll_interval=POLL_SECONDS
     ).expand_kwargs(training_requests())
 
     MlflowCreateRunOperator.partial(task_id="log_training_run", experiment_name="happyrobot-fleet").expand(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from _assets import VISION_MODEL
+from _settings import POLL_SECONDS
 from airflow.sdk import DAG, Param
 
 from airflow_provider_modelreg.operators.mlflow import MlflowCreateModelVersionOperator, MlflowCreateRunOperator
@@ -38,7 +39,7 @@ with DAG(
         training_dataset={"dataset_type": "DATA_SCIENCE_LABELING", "dataset_id": "{{ params.dataset_id }}"},
         is_quick_mode=True,
         deferrable=True,
-        poll_interval=2,
+        poll_interval=POLL_SECONDS,
         wait_timeout=12 * 3600,
     )
     log_run = MlflowCreateRunOperator(
@@ -58,7 +59,7 @@ with DAG(
         run_id="{{ ti.xcom_pull(task_ids='log_training_run')['run_id'] }}",
         description="Weekly retrain of {{ dag_run.run_after | ds }}",
         deferrable=True,
-        poll_interval=2,
+        poll_interval=POLL_SECONDS,
         outlets=[VISION_MODEL],
     )
     train >> log_run >> register

@@ -255,6 +255,11 @@ def main() -> int:
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
                 "MODELREG_SANDBOX_URL": sandbox,
+                "MODELREG_EXAMPLE_POLL_SECONDS": "1",
+                # Airflow puts a DAG bundle's folder on sys.path for its DAGs; do the same for discovery.
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(ROOT / "dags_examples"), os.environ.get("PYTHONPATH")])
+                ),  # the sandbox is fast; real services get 30 s
             }
         )
         for conn_id, conn in connections(sandbox, mlflow, private_pem).items():

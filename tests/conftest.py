@@ -18,6 +18,7 @@ os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+os.environ["MODELREG_EXAMPLE_POLL_SECONDS"] = "0.5"  # the example DAGs poll the fast sandbox quickly
 
 HAPPYROBOT_KEY = "sandbox-happyrobot-key"
 

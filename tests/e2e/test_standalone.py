@@ -58,7 +58,8 @@ def test_example_dag_runs_under_scheduler_and_triggerer(tmp_path, sandbox, happy
     home = tmp_path / "airflow"
     dags = tmp_path / "dags"
     dags.mkdir()
-    shutil.copy(ROOT / "dags_examples" / f"{DAG_ID}.py", dags)
+    for name in (f"{DAG_ID}.py", "_settings.py", ".airflowignore"):
+        shutil.copy(ROOT / "dags_examples" / name, dags)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
