@@ -140,16 +140,61 @@ def discover_dags(env: dict[str, str]) -> list[str]:
     return dags + [d for d in RUN_LAST if d in found["dags"]]
 
 
-def run_dag(dag_id: str, env: dict[str, str], log_dir: Path) -> tuple[str, float]:
-    started = time.monotonic()
-    log = log_dir / f"{dag_id}.log"
-    with log.open("w") as handle:
-        proc = subprocess.run(
-            [sys.executable, "-m", "airflow", "dags", "test", dag_id], env=env, stdout=handle, stderr=subprocess.STDOUT
+def run_dags_in_one_process(dags: list[str], env: dict[str, str]) -> dict[str, str]:
+    """Run ``airflow dags test`` for each DAG, in one child process (the CLI's own parser and command,
+    called once per DAG) so Airflow starts once, not once per DAG. Progress is read from a results file."""
+    results_file = DEMO / "logs" / "results.jsonl"
+    results_file.unlink(missing_ok=True)
+    with (DEMO / "logs" / "dags.log").open("wb") as log:
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--child", str(results_file), *dags],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-    text = log.read_text(errors="replace")
-    state = "success" if "state=success" in text and proc.returncode == 0 else "failed"
-    return state, time.monotonic() - started
+        results: dict[str, str] = {}
+        seen = 0
+        while True:
+            lines = results_file.read_text().splitlines() if results_file.exists() else []
+            for line in lines[seen:]:
+                event = json.loads(line)
+                if event["event"] == "start":
+                    print(f"  ({event['index']}/{len(dags)}) {event['dag_id']} ...", end=" ", flush=True)
+                else:
+                    results[event["dag_id"]] = event["state"]
+                    print(f"{event['state']} in {event['seconds']:.1f}s", flush=True)
+            seen = len(lines)
+            if child.poll() is not None and seen == len(lines):
+                break
+            time.sleep(0.2)
+    for dag_id in dags:
+        results.setdefault(dag_id, "not run (see .demo/logs/dags.log)")
+    return results
+
+
+def child_main(results_file: str, dags: list[str]) -> None:
+    """Inside the child: `airflow dags test <dag_id>` for each DAG, as the CLI runs it."""
+    from airflow.cli import cli_parser
+    from airflow.models.dagrun import DagRun
+
+    parser = cli_parser.get_parser()
+    with open(results_file, "a") as out:
+        for index, dag_id in enumerate(dags, 1):
+            out.write(json.dumps({"event": "start", "dag_id": dag_id, "index": index}) + "\n")
+            out.flush()
+            started = time.monotonic()
+            args = parser.parse_args(["dags", "test", dag_id])
+            try:
+                args.func(args)
+                runs = sorted(DagRun.find(dag_id=dag_id), key=lambda r: r.start_date)
+                state = str(runs[-1].state) if runs else "no run"
+            except Exception as exc:  # report and go on with the next DAG
+                state = f"error: {exc}"
+            out.write(
+                json.dumps({"event": "end", "dag_id": dag_id, "state": state, "seconds": time.monotonic() - started})
+                + "\n"
+            )
+            out.flush()
 
 
 def summarise(sandbox: str, mlflow: str | None) -> list[str]:
@@ -159,14 +204,20 @@ def summarise(sandbox: str, mlflow: str | None) -> list[str]:
         for item in items:
             lines.append(f"  {service:<11} {describe(service, item)}")
     if mlflow:
-        try:
-            runs = post_json(f"{mlflow}/api/2.0/mlflow/runs/search", {"experiment_ids": [], "max_results": 50})
-        except OSError:
-            runs = {}
-        for run in runs.get("runs", []):
+        api = f"{mlflow}/api/2.0/mlflow"
+        experiments = post_json(f"{api}/experiments/search", {"max_results": 100}).get("experiments", [])
+        ids = [e["experiment_id"] for e in experiments]
+        runs = (
+            post_json(f"{api}/runs/search", {"experiment_ids": ids, "max_results": 100}).get("runs", []) if ids else []
+        )
+        for run in runs:
             info, data = run["info"], run.get("data", {})
             metrics = ", ".join(f"{m['key']}={m['value']:.3g}" for m in data.get("metrics", []))
-            lines.append(f"  mlflow-srv  run {info['run_id']} {info.get('run_name')} {info['status']} {metrics}")
+            lines.append(
+                f"  mlflow-srv  run {info['run_id']} {info.get('run_name')} {info['status']} {metrics}".rstrip()
+            )
+        for version in get_json(f"{api}/model-versions/search?max_results=100").get("model_versions", []):
+            lines.append(f"  mlflow-srv  model version {version['name']} v{version['version']} {version['status']}")
     return lines
 
 
@@ -270,13 +321,8 @@ def main() -> int:
             wait_http(f"{mlflow}/health", 120, "the MLflow server")
 
         dags = args.only or discover_dags(env)
-        print(f"[4/4] running {len(dags)} example DAGs with `airflow dags test` (logs in .demo/logs/)", flush=True)
-        results = {}
-        for index, dag_id in enumerate(dags, 1):
-            print(f"  ({index}/{len(dags)}) {dag_id} ...", end=" ", flush=True)
-            state, seconds = run_dag(dag_id, env, DEMO / "logs")
-            results[dag_id] = state
-            print(f"{state} in {seconds:.1f}s", flush=True)
+        print(f"[4/4] running {len(dags)} example DAGs with `airflow dags test` (log: .demo/logs/dags.log)", flush=True)
+        results = run_dags_in_one_process(dags, env)
 
         print("\nWhat the example DAGs created:")
         for line in summarise(sandbox, mlflow):
@@ -284,7 +330,7 @@ def main() -> int:
         failed = [d for d, s in results.items() if s != "success"]
         print(f"\n{len(results) - len(failed)} of {len(results)} DAG runs succeeded in {time.monotonic() - t0:.0f}s")
         if failed:
-            print(f"failed: {', '.join(failed)} (see .demo/logs/<dag_id>.log)")
+            print(f"failed: {', '.join(failed)} (see .demo/logs/dags.log)")
         if args.keep_running:
             print(f"sandbox still running at {sandbox}; Ctrl-C to stop")
             signal.pause()
@@ -294,4 +340,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        child_main(sys.argv[2], sys.argv[3:])
+    else:
+        sys.exit(main())

@@ -116,7 +116,7 @@ class MlflowCreateRunOperator(CreateAndWaitOperator):
     ``run_url`` and the run's ``info``.
 
     :param experiment_name: experiment to log to (created when missing).
-    :param run_name: run name (default ``<dag_id>.<task_id>.<run_id>``).
+    :param run_name: run name (default ``<dag_id>.<task_id>[<map index>].<run_id>``).
     :param run_params: MLflow params, ``{name: value}`` or a list of ``{"key", "value"}``; values become
         strings (named so because ``params`` is Airflow's own DAG-params argument).
     :param metrics: ``{name: value}``, ``{name: {"value", "step", "timestamp"}}``, ``{name: [points]}`` or a
@@ -244,7 +244,9 @@ class MlflowCreateRunOperator(CreateAndWaitOperator):
         map_index = getattr(ti, "map_index", None)
         if map_index is not None and map_index >= 0:
             run_tags["airflow.map_index"] = str(map_index)
-        run_name = self.run_name or f"{ti.dag_id}.{ti.task_id}.{ti.run_id}"
+        map_index = getattr(ti, "map_index", -1)
+        mapped = f"[{map_index}]" if map_index is not None and map_index >= 0 else ""
+        run_name = self.run_name or f"{ti.dag_id}.{ti.task_id}{mapped}.{ti.run_id}"
         # Validate the create body too (the experiment id is filled in later).
         create = validate_request(
             CreateRunRequest, {"experiment_id": "0", "run_name": run_name, "tags": tag_list(run_tags)}
