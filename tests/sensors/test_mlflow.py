@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 
 import pytest
 
@@ -130,8 +131,16 @@ def test_run_sensor_defers_until_something_else_closes_the_run(run_dag, mlflow_t
 
         @task
         def start_closer() -> None:
-            # Another system finishing the run a little later (a thread: dag.test runs tasks in this process).
-            threading.Timer(2.0, hook.set_run_status, args=(run_id, "FINISHED")).start()
+            # Another system finishing the run once the sensor has deferred (a thread: dag.test runs tasks in
+            # this process); waiting for the deferral, not a fixed delay, keeps this independent of load.
+            def close_after_deferral() -> None:
+                deadline = time.monotonic() + 60
+                while not lifecycle_triggers and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                time.sleep(0.5)
+                hook.set_run_status(run_id, "FINISHED")
+
+            threading.Thread(target=close_after_deferral, daemon=True).start()
 
         start_closer() >> MlflowRunSensor(
             task_id="wait", conn_id=CONN, run_id=run_id, deferrable=True, poke_interval=0.2, timeout=60
