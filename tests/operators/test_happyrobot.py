@@ -37,7 +37,6 @@ def comparable(model: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in model.items() if k not in {"id", "created_at"}}
 
 
-@pytest.mark.lowest
 def test_trains_a_model_and_waits_deferred(run_dag, sandbox, happyrobot_conn):
     result = run_dag(make_dag("hr_deferred", deferrable=True), {"hr": happyrobot_conn})
     assert result.state == "success"

@@ -59,7 +59,6 @@ def pem_body_lines(pem: str) -> list[str]:
     return [line for line in pem.splitlines() if line and not line.startswith("-----")]
 
 
-@pytest.mark.lowest
 def test_trains_a_model_waits_deferred_and_returns_its_metrics_and_a_console_link(run_dag, sandbox, oci_vision_conn):
     result = run_dag(make_dag("oci_vision_deferred", deferrable=True), {"oci_vision": oci_vision_conn})
     assert result.state == "success"
