@@ -1,0 +1,909 @@
+"""Triggerer scale: N LifecycleTriggers waiting concurrently in one event loop, polling the sandbox.
+
+For each N (1,000, 5,000, 10,000 by default) and each variant, a fresh worker process:
+
+1. builds N triggers from their serialised form (``LifecycleTrigger(**kwargs)`` after a JSON round trip,
+   as the triggerer reads them from the database), with the connection in ``AIRFLOW_CONN_HR`` (JSON);
+2. starts them all in one asyncio loop the way the triggerer's ``create_triggers`` does (one at a time,
+   yielding to the loop between two), runs each as ``run_trigger`` does (``async for event in run()``, then
+   ``cleanup()``), beside a watchdog coroutine that measures how late ``sleep(0.01)`` wakes up;
+3. "startup": every trigger makes its first poll (this is what a triggerer restart looks like);
+4. "steady": the sandbox keeps the models TRAINING for two more poll intervals;
+5. "finish": the models turn ACTIVE and every trigger yields its success event and is cleaned up.
+
+The sandbox runs in another process (``python -m airflow_provider_modelreg.sandbox``); its N HappyRobot
+models are created first through ``POST /api/v1/models``. The poll interval grows with N (N / 500 s, at
+least 2 s) so the sandbox is asked for about 500 polls/s, well under what it serves
+(see ``sandbox_throughput.py``).
+
+Variants:
+  provider  the package as it is: each trigger builds its own client (``spec.hook_class().aclient_for``)
+  shared    PROTOTYPE of the recommended fix, patched in here (not package code): one httpx.AsyncClient per
+            (event loop, base URL, auth identity, headers, TLS settings), reference-counted, closed by the
+            last trigger's cleanup(), with at most 10 requests in flight per client
+  http      peer: apache-airflow-providers-http's HttpSensorTrigger doing the same polls, in its own
+            venv (built with ``uv`` under ~/.cache/modelreg-bench/ on first use; scratch venvs untouched).
+            The sandbox answers its polls 404 until the models would have turned ACTIVE, then 200, since
+            that trigger waits for "not 404" rather than for a state.
+
+Figures per run: memory per trigger (RSS delta / N; tracemalloc in a separate pass), CPU per poll, longest
+event-loop stall, polls per second, TCP connections opened to the sandbox and the most open at once.
+
+    .venv/bin/python benchmarks/triggerer_scale.py               # the README figures (~10 min on 2 cores)
+    .venv/bin/python benchmarks/triggerer_scale.py --quick       # N = 200, 1,000
+    .venv/bin/python benchmarks/triggerer_scale.py --n 1000 --variants provider,shared
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    HAPPYROBOT_KEY,
+    Row,
+    bench_env,
+    conditions,
+    http_request,
+    print_table,
+    raw_http,
+    sandbox_process,
+)
+
+POLL_RATE = 500.0  # polls/s asked of the sandbox in steady state (N / poll interval)
+STEADY_INTERVALS = 2.0  # the steady phase lasts this many poll intervals
+STALL_WARN = 0.2  # Airflow's triggerer warns when the loop is blocked longer than this
+TARGET_KB = 20.0
+INFLIGHT_PER_SHARED_CLIENT = 10
+PEER_VENV = Path.home() / ".cache" / "modelreg-bench" / "http-peer-venv"
+PEER_REQUIREMENTS = ["apache-airflow-providers-http", "requests-toolbelt"]
+SPEC = "airflow_provider_modelreg.hooks.happyrobot:MODEL_LIFECYCLE"
+
+
+def poll_interval_for(n: int) -> float:
+    return max(2.0, n / POLL_RATE)
+
+
+# ============================================================================================ worker
+def worker_main(args: argparse.Namespace) -> None:
+    """One measured run, in a fresh process. Writes its figures as JSON to ``args.result``."""
+    import asyncio
+    import contextvars
+    import gc
+    import tracemalloc
+    import urllib.request
+    from asyncio import selector_events
+
+    with open(args.ids, encoding="utf-8") as fh:
+        seed = json.load(fh)
+    ids: list[str] = seed["ids"][: args.n]
+    n = len(ids)
+    port = int(args.port)
+    base = f"http://127.0.0.1:{port}"
+    interval = float(args.interval)
+    steady_seconds = interval * STEADY_INTERVALS
+
+    import airflow.sdk  # noqa: F401  (what every triggerer has loaded already)
+    from airflow.sdk import BaseHook
+
+    if args.variant == "http":
+        from airflow.providers.http.hooks.http import HttpAsyncHook
+        from airflow.providers.http.triggers.http import HttpSensorTrigger
+
+        trigger_cls: Any = HttpSensorTrigger
+        conn_id = "hr_http"
+    else:
+        import httpx
+
+        from airflow_provider_modelreg.http import ServiceClient
+        from airflow_provider_modelreg.lifecycle import LifecycleTrigger, resolve_spec
+
+        trigger_cls = LifecycleTrigger
+        conn_id = "hr"
+        resolve_spec(SPEC).hook_class()  # import the hook module once, as the first trigger would
+
+    # -- instrumentation: polls (logical reads), HTTP sends, TCP connects --------------------------
+    stats = {"polls": 0, "sends": 0, "connects": 0, "first_pending": n}
+    first_seen = bytearray(n)
+    current = contextvars.ContextVar("trigger_index", default=-1)
+    all_first = asyncio.Event()
+
+    def note_poll() -> None:
+        stats["polls"] += 1
+        i = current.get()
+        if i >= 0 and not first_seen[i]:
+            first_seen[i] = 1
+            stats["first_pending"] -= 1
+            if stats["first_pending"] == 0:
+                all_first.set()
+
+    orig_connect = selector_events.BaseSelectorEventLoop.sock_connect
+
+    async def counting_connect(self: Any, sock: Any, address: Any) -> Any:
+        if isinstance(address, tuple) and len(address) >= 2 and address[1] == port:
+            stats["connects"] += 1
+        return await orig_connect(self, sock, address)
+
+    selector_events.BaseSelectorEventLoop.sock_connect = counting_connect  # type: ignore[method-assign]
+
+    if args.variant == "http":
+        orig_run = HttpAsyncHook.run
+
+        async def counted_run(self: Any, *a: Any, **kw: Any) -> Any:
+            stats["sends"] += 1
+            try:
+                return await orig_run(self, *a, **kw)
+            finally:
+                note_poll()
+
+        HttpAsyncHook.run = counted_run  # type: ignore[method-assign]
+    else:
+        orig_arequest = ServiceClient.arequest
+        orig_send = httpx.AsyncClient.send
+
+        async def counted_arequest(self: Any, req: Any) -> Any:
+            try:
+                return await orig_arequest(self, req)
+            finally:
+                note_poll()
+
+        async def counted_send(self: Any, *a: Any, **kw: Any) -> Any:
+            stats["sends"] += 1
+            return await orig_send(self, *a, **kw)
+
+        ServiceClient.arequest = counted_arequest  # type: ignore[method-assign]
+        httpx.AsyncClient.send = counted_send  # type: ignore[method-assign]
+        if args.variant == "shared":
+            install_shared_client_prototype(ServiceClient)
+
+    def rss() -> int:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def admin(method: str, path: str, body: Any = None) -> None:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(base + path, data=data, method=method)
+        req.add_header("content-type", "application/json")
+        urllib.request.urlopen(req, timeout=30).read()
+
+    # The serialised form, as the triggerer's database holds it (a JSON round trip of serialize()).
+    end_time = time.time() + 3600
+    if args.variant == "http":
+        proto = HttpSensorTrigger(endpoint="/api/v1/models/X", http_conn_id=conn_id, poke_interval=interval)
+    else:
+        proto = LifecycleTrigger(
+            spec=SPEC, conn_id=conn_id, ref={"model_id": "X"}, poll_interval=interval, end_time=end_time
+        )
+    classpath, proto_kwargs = proto.serialize()
+    serialised = []
+    for model_id in ids:
+        kwargs = dict(proto_kwargs)
+        if args.variant == "http":
+            kwargs["endpoint"] = f"/api/v1/models/{model_id}"
+        else:
+            kwargs["ref"] = {"model_id": model_id}
+        serialised.append(json.dumps([classpath, kwargs]))
+    del proto
+
+    async def main() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        # Fetch the connection once before the baseline, so secrets-backend set-up is not counted per trigger.
+        conn = await BaseHook.aget_connection(conn_id)
+        conn_check = f"BaseHook.aget_connection({conn_id!r}) outside a triggerer: OK ({conn.conn_type})"
+        if args.variant == "http":
+            admin(
+                "POST",
+                "/_sandbox/faults",
+                {"kind": "status", "status": 404, "method": "GET", "path": "^/api/v1/models/", "count": None},
+            )
+        gc.collect()
+        if args.gc_freeze:  # prototype: what a triggerer could do after start-up (Airflow's DAG processor does)
+            gc.freeze()
+        if args.tracemalloc:
+            tracemalloc.start(int(args.tracemalloc))
+        rss0 = rss()
+
+        events: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        done = asyncio.Event()
+        remaining = [n]
+        first_event_at: list[float] = []
+
+        async def drive(index: int, trigger: Any) -> None:
+            current.set(index)
+            agen = trigger.run()
+            try:
+                async for event in agen:
+                    payload = event.payload
+                    status = (
+                        payload.get("status", "?")
+                        if isinstance(payload, dict)
+                        else ("success" if payload is True else str(payload))
+                    )
+                    events[status] = events.get(status, 0) + 1
+                    if not first_event_at:
+                        first_event_at.append(time.monotonic())
+                    break
+            except Exception as exc:  # a trigger crashing is a result to report, not a benchmark bug
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            finally:
+                await agen.aclose()
+                await trigger.cleanup()
+                remaining[0] -= 1
+                if remaining[0] == 0:
+                    done.set()
+
+        stalls = {"startup": 0.0, "steady": 0.0, "finish": 0.0}
+        over = {"startup": 0, "steady": 0, "finish": 0}
+        phase = ["startup"]
+        # Garbage-collector pauses per phase: a full collection walks every tracked object in the process
+        # (Airflow's own included), all while the loop waits.
+        gc_pause = {"startup": 0.0, "steady": 0.0, "finish": 0.0}
+        gc_full = [0]
+        gc_started = [0.0]
+
+        def on_gc(event: str, info: dict[str, int]) -> None:
+            if event == "start":
+                gc_started[0] = time.perf_counter()
+                return
+            pause = time.perf_counter() - gc_started[0]
+            gc_pause[phase[0]] = max(gc_pause[phase[0]], pause)
+            if info.get("generation") == 2:
+                gc_full[0] += 1
+
+        gc.callbacks.append(on_gc)
+        peak = [rss()]
+        rss_samples: list[int] = []
+
+        async def watchdog() -> None:
+            ticks = 0
+            while not done.is_set():
+                before = loop.time()
+                await asyncio.sleep(0.01)
+                late = loop.time() - before - 0.01
+                p = phase[0]
+                if late > stalls[p]:
+                    stalls[p] = late
+                if late > STALL_WARN:
+                    over[p] += 1
+                ticks += 1
+                if ticks % 10 == 0:
+                    value = rss()
+                    peak[0] = max(peak[0], value)
+                    if p == "steady":
+                        rss_samples.append(value)
+
+        marks: dict[str, dict[str, float]] = {}
+
+        def mark(name: str) -> None:
+            marks[name] = {
+                "t": time.monotonic(),
+                "cpu": time.process_time(),
+                "polls": stats["polls"],
+                "sends": stats["sends"],
+                "connects": stats["connects"],
+            }
+
+        mark("start")
+        dog = asyncio.ensure_future(watchdog())
+        tasks: list[asyncio.Task[None]] = []
+
+        async def create_triggers() -> None:
+            # As TriggerRunner.create_triggers does: deserialise and start one trigger at a time, yielding
+            # to the loop twice per trigger, so running triggers and the watchdog keep their turn.
+            for index, text in enumerate(serialised):
+                await asyncio.sleep(0)
+                _classpath, kwargs = json.loads(text)
+                await asyncio.sleep(0)
+                tasks.append(asyncio.create_task(drive(index, trigger_cls(**kwargs))))
+
+        creator = asyncio.ensure_future(create_triggers())
+        deadline = float(args.timeout)
+        traced_kb = None
+        top: list[str] = []
+        lifter: asyncio.Future[None] | None = None
+        try:
+            await asyncio.wait_for(all_first.wait(), deadline)
+            mark("all_first")
+            phase[0] = "steady"
+            peak[0] = max(peak[0], rss())
+            if args.tracemalloc:
+                snap = tracemalloc.take_snapshot()
+                traced_kb = sum(s.size for s in snap.statistics("filename")) / 1024 / n
+                stats_lines = snap.statistics("lineno")[:10]
+                top = [
+                    f"{s.size / n:8.0f} B/trigger  {s.traceback[0].filename.split('site-packages/')[-1]}"
+                    f":{s.traceback[0].lineno}"
+                    for s in stats_lines
+                ]
+            # Keep every model in progress for the steady phase, then let all of them finish.
+            if args.variant == "http":
+
+                async def lift() -> None:
+                    await asyncio.sleep(steady_seconds)
+                    await asyncio.to_thread(admin, "DELETE", "/_sandbox/faults")
+
+                lifter = asyncio.ensure_future(lift())
+            else:
+                seconds = time.time() - float(seed["t0"]) + steady_seconds
+                await asyncio.to_thread(
+                    admin, "POST", "/_sandbox/settings", {"lifecycle_seconds": {"happyrobot": seconds}}
+                )
+            while not first_event_at and not done.is_set():
+                await asyncio.sleep(0.05)
+            mark("first_event")
+            phase[0] = "finish"
+            await asyncio.wait_for(done.wait(), deadline)
+            mark("end")
+            complete = True
+        except asyncio.TimeoutError:
+            complete = False
+            for name in ("all_first", "first_event", "end"):
+                if name not in marks:
+                    mark(name)
+            creator.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        done.set()
+        await dog
+        gc.callbacks.remove(on_gc)
+        gc.collect()
+        rss_after = rss()
+        if lifter is not None:
+            lifter.cancel()
+
+        def between(a: str, b: str, key: str) -> float:
+            return marks[b][key] - marks[a][key]
+
+        steady_rss = max(rss_samples) if rss_samples else peak[0]
+        return {
+            "variant": args.variant,
+            "n": n,
+            "complete": complete,
+            "interval": interval,
+            "conn_check": conn_check,
+            "events": events,
+            "errors": errors,
+            "rss0_mb": rss0 / 2**20,
+            "peak_kb_per_trigger": (peak[0] - rss0) / 1024 / n,
+            "steady_kb_per_trigger": (steady_rss - rss0) / 1024 / n,
+            "retained_kb_per_trigger": (rss_after - rss0) / 1024 / n,
+            "traced_kb_per_trigger": traced_kb,
+            "traced_top": top,
+            "stall_max": stalls,
+            "stalls_over": over,
+            "gc_pause_max": gc_pause,
+            "gc_full": gc_full[0],
+            "gc_frozen": bool(args.gc_freeze),
+            "started": n - stats["first_pending"],
+            "startup_s": between("start", "all_first", "t"),
+            "steady_s": between("all_first", "first_event", "t"),
+            "finish_s": between("first_event", "end", "t"),
+            "total_s": between("start", "end", "t"),
+            "polls": stats["polls"],
+            "sends": stats["sends"],
+            "connects": stats["connects"],
+            "startup_polls": between("start", "all_first", "polls"),
+            "steady_polls": between("all_first", "first_event", "polls"),
+            "startup_cpu": between("start", "all_first", "cpu"),
+            "steady_cpu": between("all_first", "first_event", "cpu"),
+            "total_cpu": between("start", "end", "cpu"),
+            "steady_connects": between("all_first", "first_event", "connects"),
+        }
+
+    if args.profile:
+        import cProfile
+        import io
+        import pstats
+
+        profiler = cProfile.Profile()
+        result = profiler.runcall(asyncio.run, main())
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(int(args.profile))
+        lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
+        start = next((i for i, ln in enumerate(lines) if "ncalls" in ln), 0)
+        result["profile"] = [ln.replace(sys.prefix, "<venv>") for ln in lines[start:]]
+    else:
+        result = asyncio.run(main())
+    with open(args.result, "w", encoding="utf-8") as fh:
+        json.dump(result, fh)
+
+
+def install_shared_client_prototype(service_client: Any) -> None:
+    """PROTOTYPE of the recommended http.py change, patched in for measurement only.
+
+    ``ServiceClient.aclient`` hands out one httpx.AsyncClient per (event loop, base URL, auth identity,
+    headers, timeout, TLS setting), counted by reference; ``aclose`` releases it and the last user closes
+    it. A semaphore keeps at most INFLIGHT_PER_SHARED_CLIENT requests in httpcore's pool, whose bookkeeping
+    costs O(connections x queued requests) per request.
+    """
+    import asyncio
+    import hashlib
+
+    import httpx
+
+    registry: dict[tuple[Any, ...], list[Any]] = {}
+
+    class SharedHandle:
+        def __init__(self, key: tuple[Any, ...], client: httpx.AsyncClient) -> None:
+            self.key = key
+            self.client = client
+            self.gate = asyncio.Semaphore(INFLIGHT_PER_SHARED_CLIENT)
+
+        def build_request(self, *a: Any, **kw: Any) -> httpx.Request:
+            return self.client.build_request(*a, **kw)
+
+        async def send(self, request: httpx.Request) -> httpx.Response:
+            async with self.gate:
+                return await self.client.send(request)
+
+    def identity(auth: Any) -> str:
+        # The credential itself is never kept in the key: a digest of the auth object's state is.
+        state = repr(sorted(vars(auth).items(), key=lambda kv: kv[0])) if auth is not None else ""
+        return f"{type(auth).__qualname__}:{hashlib.sha256(state.encode()).hexdigest()}"
+
+    def aclient(self: Any) -> Any:
+        if self._aclient is None:
+            loop = asyncio.get_running_loop()
+            key = (
+                id(loop),
+                self.base_url,
+                identity(self.auth),
+                tuple(sorted(self.headers.items())),
+                repr(self.timeout),
+                repr(self.verify),
+            )
+            entry = registry.get(key)
+            if entry is None:
+                limits = httpx.Limits(
+                    max_connections=INFLIGHT_PER_SHARED_CLIENT, max_keepalive_connections=INFLIGHT_PER_SHARED_CLIENT
+                )
+                entry = registry[key] = [
+                    SharedHandle(key, httpx.AsyncClient(limits=limits, **self._client_kwargs())),
+                    0,
+                ]
+            entry[1] += 1
+            self._aclient = entry[0]
+        return self._aclient
+
+    async def aclose(self: Any) -> None:
+        handle = self._aclient
+        if handle is None:
+            return
+        self._aclient = None
+        entry = registry.get(handle.key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del registry[handle.key]
+            await handle.client.aclose()
+
+    service_client.aclient = property(aclient)
+    service_client.aclose = aclose
+
+
+# ====================================================================================== orchestrator
+def peer_python() -> str | None:
+    """The peer venv's python: this interpreter's site-packages plus apache-airflow-providers-http."""
+    python = PEER_VENV / "bin" / "python"
+    check = [str(python), "-c", "import airflow.providers.http.triggers.http"]
+    if python.exists() and subprocess.run(check, env=bench_env(), capture_output=True).returncode == 0:
+        return str(python)
+    try:
+        import site
+
+        base_site = site.getsitepackages()[0]
+        subprocess.run(["uv", "venv", "-q", "--python", sys.executable, str(PEER_VENV)], check=True)
+        peer_site = next((PEER_VENV / "lib").glob("python*/site-packages"))
+        # Lines starting with "import" run at start-up: addsitedir also processes the base venv's .pth
+        # files (the editable install of this package).
+        (peer_site / "_modelreg_base_venv.pth").write_text(f"import site; site.addsitedir({base_site!r})\n")
+        subprocess.run(
+            ["uv", "pip", "install", "-q", "--python", str(python), "--no-deps", *PEER_REQUIREMENTS], check=True
+        )
+        if subprocess.run(check, env=bench_env(), capture_output=True).returncode == 0:
+            return str(python)
+    except (OSError, subprocess.CalledProcessError, StopIteration) as exc:
+        print(f"  (peer venv not available: {exc})")
+    return None
+
+
+class Monitor(threading.Thread):
+    """Samples, from this process, the worker's open TCP connections to the sandbox and the sandbox's CPU."""
+
+    def __init__(self, worker_pid: int, sandbox_pid: int, port: int) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self.worker = psutil.Process(worker_pid)
+        self.sandbox = psutil.Process(sandbox_pid)
+        self.port = port
+        self.stop = threading.Event()
+        self.max_open = 0
+        cpu = self.sandbox.cpu_times()
+        self.sandbox_cpu0 = cpu.user + cpu.system
+        self.t0 = time.monotonic()
+        self.sandbox_cpu = 0.0
+        self.elapsed = 0.0
+
+    def run(self) -> None:
+        import psutil
+
+        while not self.stop.wait(2.0):
+            try:
+                conns = self.worker.net_connections(kind="tcp")
+            except psutil.Error:
+                break
+            open_now = sum(1 for c in conns if c.raddr and c.raddr.port == self.port and c.status == "ESTABLISHED")
+            self.max_open = max(self.max_open, open_now)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(timeout=30)
+        cpu = self.sandbox.cpu_times()
+        self.sandbox_cpu = cpu.user + cpu.system - self.sandbox_cpu0
+        self.elapsed = time.monotonic() - self.t0
+
+
+def seed_models(box: Any, n: int) -> dict[str, Any]:
+    import asyncio
+
+    box.admin("POST", "/_sandbox/reset")
+    box.admin("POST", "/_sandbox/settings", {"lifecycle_seconds": {"happyrobot": 1e6}})
+    headers = {"authorization": f"Bearer {HAPPYROBOT_KEY}", "content-type": "application/json"}
+    requests = []
+    for i in range(n):
+        body = {
+            "use_case_id": "bench",
+            "name": f"bench-{i}",
+            "from_model_id": "a" * 24,
+            "train_sample_ids": ["s1"],
+            "test_sample_ids": ["s2"],
+        }
+        requests.append(http_request("POST", "/api/v1/models", box.port, headers, json.dumps(body).encode()))
+    t0 = time.time()
+    answers = asyncio.run(raw_http(box.port, requests, concurrency=20))
+    bad = [status for status, _ in answers if status != 200]
+    if bad:
+        raise RuntimeError(f"seeding: {len(bad)} creates failed (first status {bad[0]})")
+    return {"t0": t0, "seconds": time.time() - t0, "ids": [json.loads(body)["id"] for _, body in answers]}
+
+
+def run_one(
+    box: Any,
+    python: str,
+    variant: str,
+    n: int,
+    *,
+    tracemalloc_frames: int = 0,
+    profile: int = 0,
+    timeout: float = 900.0,
+    gc_freeze: bool = False,
+) -> dict[str, Any] | None:
+    seed = seed_models(box, n)
+    with tempfile.TemporaryDirectory(prefix="modelreg-bench-") as tmp:
+        ids_file, result_file, err_file = Path(tmp, "ids.json"), Path(tmp, "result.json"), Path(tmp, "stderr")
+        ids_file.write_text(json.dumps(seed))
+        cmd = [
+            python,
+            __file__,
+            "--worker",
+            "--variant",
+            variant,
+            "--n",
+            str(n),
+            "--port",
+            str(box.port),
+            "--ids",
+            str(ids_file),
+            "--result",
+            str(result_file),
+            "--interval",
+            str(poll_interval_for(n)),
+            "--timeout",
+            str(timeout),
+            "--tracemalloc",
+            str(tracemalloc_frames),
+            "--profile",
+            str(profile),
+        ]
+        if gc_freeze:
+            cmd.append("--gc-freeze")
+        env = bench_env(
+            AIRFLOW_CONN_HR=json.dumps(
+                {"conn_type": "happyrobot", "host": box.url + "/api/v1", "password": HAPPYROBOT_KEY}
+            ),
+            AIRFLOW_CONN_HR_HTTP=json.dumps(
+                {"conn_type": "http", "host": box.url, "extra": {"Authorization": f"Bearer {HAPPYROBOT_KEY}"}}
+            ),
+        )
+        with open(err_file, "wb") as err:
+            # stdout to /dev/null: trigger log lines are rendered (a triggerer pays that) but not kept.
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+            monitor = Monitor(proc.pid, box.pid, box.port)
+            monitor.start()
+            code = proc.wait()
+            monitor.finish()
+        if code != 0 or not result_file.exists():
+            print(f"  {variant} N={n}: worker failed (exit {code}):\n{err_file.read_text()[-3000:]}")
+            return None
+        result = json.loads(result_file.read_text())
+    result.update(
+        seed_seconds=seed["seconds"],
+        max_open=monitor.max_open,
+        sandbox_core_share=monitor.sandbox_cpu / monitor.elapsed if monitor.elapsed else 0.0,
+    )
+    return result
+
+
+def pool_sweep(box: Any, tasks: int = 1000, per_task: int = 3) -> list[str]:
+    """Sizing evidence for the shared client: one httpx.AsyncClient, ``tasks`` coroutines polling at once.
+
+    httpcore's pool re-scans every connection for every queued request on each change, and hands one idle
+    connection to several waiters at once (all but one then retry), so CPU per request grows with the
+    connections in use and with the queue; a semaphore in front keeps the queue out of the pool.
+    """
+    import asyncio
+
+    import httpcore
+    import httpx
+    from sandbox_throughput import create_model
+
+    path = f"/api/v1/models/{create_model(box.url)}"
+    attempts = [0]
+    original = httpcore.AsyncHTTP11Connection.handle_async_request
+
+    async def counted(self: Any, request: Any) -> Any:
+        attempts[0] += 1
+        return await original(self, request)
+
+    async def run(gate_size: int | None, pool_size: int) -> str:
+        limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=min(pool_size, 20))
+        client = httpx.AsyncClient(
+            base_url=box.url,
+            headers={"authorization": f"Bearer {HAPPYROBOT_KEY}"},
+            limits=limits,
+            timeout=httpx.Timeout(30.0, connect=10.0),  # what ServiceClient sets
+        )
+        gate = asyncio.Semaphore(gate_size) if gate_size else None
+
+        async def one() -> None:
+            for _ in range(per_task):
+                if gate is None:
+                    (await client.get(path)).raise_for_status()
+                else:
+                    async with gate:
+                        (await client.get(path)).raise_for_status()
+
+        attempts[0] = 0
+        cpu0, t0 = time.process_time(), time.monotonic()
+        label = f"pool {pool_size:3d}, {'no gate' if gate is None else f'gate {gate_size}':8s}"
+        try:
+            await asyncio.gather(*(one() for _ in range(tasks)))
+        except httpx.HTTPError as exc:
+            return f"{label}: FAILED with {type(exc).__name__} after {time.monotonic() - t0:.1f}s"
+        finally:
+            await client.aclose()
+        n = tasks * per_task
+        return (
+            f"{label}: {(time.process_time() - cpu0) / n * 1000:.2f} ms CPU/request, "
+            f"{n / (time.monotonic() - t0):5.0f} req/s, {attempts[0] / n:.1f} connection attempts/request"
+        )
+
+    httpcore.AsyncHTTP11Connection.handle_async_request = counted  # type: ignore[method-assign]
+    try:
+        combos = [(None, 100), (None, 10), (10, 10), (4, 4), (1, 1)]
+        return [asyncio.run(run(gate, pool)) for gate, pool in combos]
+    finally:
+        httpcore.AsyncHTTP11Connection.handle_async_request = original  # type: ignore[method-assign]
+
+
+def describe(r: dict[str, Any]) -> str:
+    steady_pps = r["steady_polls"] / r["steady_s"] if r["steady_s"] > 0 else float("nan")
+    cpu_poll = r["steady_cpu"] / r["steady_polls"] * 1000 if r["steady_polls"] else float("nan")
+    lines = [
+        f"  {r['variant']:8s} N={r['n']:>6,}  {'complete' if r['complete'] else 'INCOMPLETE'}  "
+        f"events {r['events']} errors {r['errors'] or 0}  interval {r['interval']:.0f}s"
+        + ("" if r["complete"] else f"  ({r['started']:,} of {r['n']:,} triggers had made a first poll)")
+        + ("  [gc.freeze() after imports]" if r.get("gc_frozen") else ""),
+        f"           memory: peak {r['peak_kb_per_trigger']:.1f} KB/trigger, steady {r['steady_kb_per_trigger']:.1f}"
+        f", after cleanup {r['retained_kb_per_trigger']:.1f} (baseline RSS {r['rss0_mb']:.0f} MB)",
+        f"           startup {r['startup_s']:.1f}s ({r['startup_polls']} polls, {r['startup_cpu']:.1f} CPU-s), "
+        f"steady {r['steady_s']:.1f}s ({r['steady_polls']} polls, {steady_pps:.0f}/s, {cpu_poll:.2f} ms CPU/poll), "
+        f"finish {r['finish_s']:.1f}s",
+        f"           longest stall: startup {r['stall_max']['startup']:.3f}s, steady {r['stall_max']['steady']:.3f}s, "
+        f"finish {r['stall_max']['finish']:.3f}s; stalls > {STALL_WARN}s: {sum(r['stalls_over'].values())}; "
+        f"longest GC pause: startup {r['gc_pause_max']['startup']:.3f}s, steady {r['gc_pause_max']['steady']:.3f}s, "
+        f"finish {r['gc_pause_max']['finish']:.3f}s ({r['gc_full']} full collections)",
+        f"           TCP connects {r['connects']:,} (steady phase {r['steady_connects']:,}), at most {r['max_open']:,} "
+        f"open at once (2 s samples); HTTP sends {r['sends']:,} for {r['polls']:,} polls; "
+        f"sandbox {r['sandbox_core_share']:.0%} of a core",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="N = 200, 1,000 only")
+    parser.add_argument("--n", default=None, help="comma-separated trigger counts (default 1000,5000,10000)")
+    parser.add_argument("--variants", default="provider,shared,http")
+    parser.add_argument("--no-tracemalloc", action="store_true", help="skip the tracemalloc and cProfile passes")
+    parser.add_argument("--timeout", type=float, default=900.0, help="per-phase limit of one run, seconds")
+    # worker-only arguments
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    for name in ("variant", "port", "ids", "result", "interval"):
+        parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    parser.add_argument("--tracemalloc", default="0", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", default="0", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="prototype: gc.freeze() in the worker after imports (what a triggerer could do); not the default",
+    )
+    args = parser.parse_args()
+    if args.worker:
+        args.n = int(args.n)
+        args.tracemalloc = int(args.tracemalloc)
+        args.profile = int(args.profile)
+        worker_main(args)
+        return 0
+
+    import psutil
+
+    counts = [int(x) for x in args.n.split(",")] if args.n else ([200, 1000] if args.quick else [1000, 5000, 10000])
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    pythons = {"provider": sys.executable, "shared": sys.executable}
+    if "http" in variants:
+        peer = peer_python()
+        if peer is None:
+            print("  peer HttpSensorTrigger: apache-airflow-providers-http could not be installed; peer skipped")
+            variants.remove("http")
+        else:
+            pythons["http"] = peer
+    bench_started = time.monotonic()
+    print(f"triggerer_scale: {conditions()}")
+    print(
+        f"N = {counts}, variants {variants}; poll interval N/{POLL_RATE:.0f} s (>= 2 s), steady phase "
+        f"{STEADY_INTERVALS:.0f} intervals; stall = lateness of asyncio.sleep(0.01)"
+    )
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    with sandbox_process(lifecycle_seconds=1e6) as box:
+        for n in counts:
+            for variant in variants:
+                prior = [r for (v, _), r in results.items() if v == variant]
+                if prior:  # do not let a run that would not fit in memory take down the shared machine
+                    per = max(r["peak_kb_per_trigger"] for r in prior) * 1024
+                    need, free = per * n * 1.3, psutil.virtual_memory().available
+                    if need > free - 3 * 2**30:
+                        print(f"  {variant} N={n:,}: SKIPPED, needs ~{need / 2**30:.1f} GB, {free / 2**30:.1f} GB free")
+                        continue
+                started = time.monotonic()
+                r = run_one(box, pythons[variant], variant, n, timeout=args.timeout, gc_freeze=args.gc_freeze)
+                if r is None:
+                    continue
+                results[(variant, n)] = r
+                print(describe(r) + f"\n           (run took {time.monotonic() - started:.0f}s)", flush=True)
+        if not args.no_tracemalloc:
+            evidence_n = min(counts[-1], 500)
+            print(
+                f"\ntracemalloc pass (N={evidence_n:,}, Python-heap bytes per trigger after every first poll; "
+                "native memory such as OpenSSL's is not seen by tracemalloc):"
+            )
+            for variant in variants:
+                r = run_one(box, pythons[variant], variant, evidence_n, tracemalloc_frames=1, timeout=args.timeout)
+                if r is None:
+                    continue
+                results[(variant, -1)] = r
+                print(
+                    f"  {variant:8s} {r['traced_kb_per_trigger']:.1f} KB/trigger traced "
+                    f"(RSS in the same run: {r['steady_kb_per_trigger']:.1f} KB); top lines:"
+                )
+                for line in r["traced_top"][:6]:
+                    print(f"             {line}")
+            print(
+                "\nshared-pool sizing (one httpx.AsyncClient, 1,000 coroutines x 3 polls at once; httpx default "
+                "pool is 100):"
+            )
+            for line in pool_sweep(box):
+                print(f"    {line}", flush=True)
+            if "provider" in variants:
+                profile_n = min(counts[-1], 300)
+                print(f"\ncProfile of the provider variant, N={profile_n} (top functions by own time):")
+                r = run_one(box, sys.executable, "provider", profile_n, profile=14, timeout=args.timeout)
+                for line in (r or {}).get("profile", []):
+                    print(f"    {line}")
+
+    # ------------------------------------------------------------------------------------ summary
+    def peer_of(n: int, key: Any) -> str:
+        parts = []
+        for variant in ("shared", "http"):
+            r = results.get((variant, n))
+            if r is not None:
+                parts.append(f"{'shared-client prototype' if variant == 'shared' else 'HttpSensorTrigger'}: {key(r)}")
+        return "; ".join(parts) or "-"
+
+    rows: list[Row] = []
+    for n in counts:
+        ours = results.get(("provider", n))
+        if ours is None:
+            rows.append(
+                Row(
+                    f"N={n:,}: runs in one process",
+                    "not run (skipped or failed)",
+                    peer_of(n, lambda r: "complete" if r["complete"] else "incomplete"),
+                    "all events",
+                    False,
+                )
+            )
+            continue
+
+        def kb(r: dict[str, Any]) -> str:
+            return f"{r['peak_kb_per_trigger']:.1f} KB"
+
+        def stall(r: dict[str, Any]) -> str:
+            return f"{max(r['stall_max'].values()):.3f} s"
+
+        def cpu(r: dict[str, Any]) -> str:
+            total = r["total_cpu"] / r["polls"] * 1000 if r["polls"] else float("nan")
+            steady = r["steady_cpu"] / r["steady_polls"] * 1000 if r["steady_polls"] else float("nan")
+            return f"{steady:.2f} ms steady / {total:.2f} ms overall"
+
+        def pps(r: dict[str, Any]) -> str:
+            return f"{r['steady_polls'] / r['steady_s']:.0f}/s" if r["steady_s"] > 0 else "-"
+
+        def conns(r: dict[str, Any]) -> str:
+            return f"{r['connects']:,} opened, {r['max_open']:,} open at most"
+
+        ok_all = ours["complete"] and ours["events"].get("success", 0) == n
+        rows += [
+            Row(
+                f"N={n:,}: all triggers succeed in one process",
+                f"{ours['events'].get('success', 0):,}/{n:,} in {ours['total_s']:.0f}s"
+                + ("" if ours["complete"] else f" (stopped; {ours.get('started', 0):,} had started)"),
+                peer_of(n, lambda r: f"{r['events'].get('success', 0):,}/{r['n']:,} in {r['total_s']:.0f}s"),
+                "all",
+                ok_all,
+            ),
+            Row(
+                f"N={n:,}: memory per trigger (peak RSS delta / N)",
+                kb(ours),
+                peer_of(n, kb),
+                f"< {TARGET_KB:.0f} KB",
+                ours["peak_kb_per_trigger"] < TARGET_KB,
+            ),
+            Row(
+                f"N={n:,}: longest event-loop stall",
+                stall(ours),
+                peer_of(n, stall),
+                f"<= {STALL_WARN} s",
+                max(ours["stall_max"].values()) <= STALL_WARN,
+            ),
+            Row(f"N={n:,}: CPU per poll", cpu(ours), peer_of(n, cpu), "-", None),
+            Row(f"N={n:,}: polls per second (steady)", pps(ours), peer_of(n, pps), "-", None),
+            Row(
+                f"N={n:,}: TCP connections to the sandbox host",
+                conns(ours),
+                peer_of(n, conns),
+                "one pool per host",
+                ours["connects"] <= 100,
+            ),
+        ]
+    print_table("Triggerer scale (provider = the package as it is)", rows)
+    print(f"(whole benchmark: {(time.monotonic() - bench_started) / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
