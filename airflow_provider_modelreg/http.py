@@ -116,6 +116,56 @@ class ApiResponse:
     headers: Mapping[str, str]
     data: Any
     request_id: str | None
+    service: str = ""
+    method: str = ""
+    path: str = ""
+
+    def json_object(self, key: str | None = None, *, require: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The answer as a JSON object (the one under ``key`` when given) holding the ``require``d fields.
+
+        Anything else (another JSON shape, an empty body, a missing field) is a ServiceError saying what came
+        back, never a KeyError or TypeError deep inside a hook.
+        """
+        found = self.data.get(key) if key is not None and isinstance(self.data, Mapping) else None
+        if key is None:
+            found = self.data
+        missing = [name for name in require if not isinstance(found, Mapping) or found.get(name) is None]
+        if isinstance(found, Mapping) and not missing:
+            return dict(found)
+        where = f" under {key!r}" if key else ""
+        wanted = f" with {', '.join(missing)}" if missing and isinstance(found, Mapping) else ""
+        raise self.invalid(f"expected a JSON object{where}{wanted}, got {describe_json(self.data)}")
+
+    def json_list(self, key: str | None = None) -> list[Any]:
+        """The answer as a JSON array (the one under ``key`` when given; a missing key or empty body is [])."""
+        found = self.data.get(key, []) if key is not None and isinstance(self.data, Mapping) else self.data
+        if found is None:
+            return []
+        if isinstance(found, list):
+            return found
+        where = f" under {key!r}" if key else ""
+        raise self.invalid(f"expected a JSON array{where}, got {describe_json(self.data)}")
+
+    def invalid(self, message: str) -> ServiceError:
+        return ServiceError(
+            service=self.service,
+            method=self.method,
+            path=self.path,
+            status=self.status,
+            code="InvalidResponse",
+            message=message,
+            request_id=self.request_id,
+        )
+
+
+def describe_json(data: Any) -> str:
+    """A short description of a JSON value for error messages (its shape, not its content)."""
+    if data is None:
+        return "an empty answer"
+    if isinstance(data, Mapping):
+        keys = ", ".join(sorted(map(str, data))[:8])
+        return f"an object with keys {keys}" if keys else "an empty object"
+    return f"a JSON {type(data).__name__}"
 
 
 @dataclass(frozen=True)
@@ -232,7 +282,9 @@ def decode_response(service: str, method: str, path: str, response: httpx.Respon
                 message=f"expected JSON, got {message}",
                 request_id=request_id_of(response.headers),
             ) from None
-    return ApiResponse(response.status_code, response.headers, data, request_id_of(response.headers))
+    return ApiResponse(
+        response.status_code, response.headers, data, request_id_of(response.headers), service, method, path
+    )
 
 
 class ServiceClient:

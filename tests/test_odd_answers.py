@@ -226,41 +226,12 @@ HOOK_CALLS: dict[str, Callable[[], Any]] = {
 }
 
 
-# Known bugs (found by these tests; the fix is proposed in issue 8's report): these calls index the answer
-# (``data["run"]``, ``data.get(...)``) without checking it is the JSON object the API documents, so a 200 with
-# another JSON shape crashes with KeyError/TypeError/AttributeError. Strict: once fixed, the marks must go.
-SHAPES = {"empty-200", "json-object-200", "json-list-200", "json-string-200", "json-null-200"}
-KNOWN_CRASHES: dict[str, set[str]] = {
-    "happyrobot.find_model": {"json-string-200"},
-    "happyrobot.list_models": {"json-string-200"},
-    "mlflow.create_experiment": SHAPES,
-    "mlflow.create_model_version": SHAPES,
-    "mlflow.create_run": SHAPES,
-    "mlflow.ensure_registered_model": SHAPES - {"json-object-200"},
-    "mlflow.find_model_version": {"json-string-200"},
-    "mlflow.find_run_by_tag": {"json-string-200"},
-    "mlflow.get_experiment_by_name": {"json-list-200", "json-string-200"},
-    "mlflow.get_model_version": SHAPES,
-    "mlflow.get_or_create_experiment": SHAPES - {"json-object-200"},
-    "mlflow.get_run": SHAPES,
-    "mlflow.search_runs": {"json-string-200"},
-    "mlflow.set_run_status": {"json-string-200"},
-    "nemo.list_models": {"json-string-200"},
-    "oci_aidp.create_model_version": SHAPES,
-    "oci_aidp.get_run": SHAPES,
-}
-KNOWN_BUG = pytest.mark.xfail(
-    strict=True, reason="known bug: the answer is indexed without a shape check (fix proposed in issue 8's report)"
-)
-
-
 def hook_cases() -> list[Any]:
     return [
         pytest.param(
             call,
             answer,
             id=f"{call}-{answer.name}",
-            marks=[KNOWN_BUG] if answer.name in KNOWN_CRASHES.get(call, ()) else [],
         )
         for call in sorted(HOOK_CALLS)
         for answer in ANSWERS
@@ -457,10 +428,10 @@ def _operator(kind: str) -> Any:
 @pytest.mark.parametrize(
     "operator",
     [
-        pytest.param("happyrobot", marks=KNOWN_BUG),  # resource["id"] in create()
-        pytest.param("oci_vision", marks=KNOWN_BUG),  # model["id"] in create()
-        pytest.param("mlflow_run", marks=KNOWN_BUG),  # ["experiment_id"] in create_experiment()
-        pytest.param("mlflow_model_version", marks=KNOWN_BUG),  # data["model_version"] in create_model_version()
+        "happyrobot",
+        "oci_vision",
+        "mlflow_run",
+        "mlflow_model_version",
         "nemo",  # {} reads as an existing entity that differs: a clear AirflowFailException
     ],
 )

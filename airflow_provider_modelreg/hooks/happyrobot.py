@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +80,8 @@ class HappyRobotHook(ModelRegHook):
 
     def create_model(self, request: CreateModelRequest) -> dict[str, Any]:
         # No idempotency key exists: never resend blindly (see find_model and create_once).
-        return self.request(ApiRequest("POST", "/models", json=request.wire(), idempotent=False)).data
+        response = self.request(ApiRequest("POST", "/models", json=request.wire(), idempotent=False))
+        return response.json_object(require=("id",))
 
     def get_model(self, model_id: str) -> dict[str, Any]:
         return self.request(read_model({"model_id": model_id})).data
@@ -90,8 +92,10 @@ class HappyRobotHook(ModelRegHook):
         params = {"use_case_id": use_case_id, "status": status}
         if trainable is not None:
             params["trainable"] = str(trainable).lower()
-        data = self.request(ApiRequest("GET", "/models", params=params)).data
-        return data if isinstance(data, list) else list((data or {}).get("data", []))
+        response = self.request(ApiRequest("GET", "/models", params=params))
+        # A bare array, or {"data": [...]} as HappyRobot's newer list answers are.
+        models = response.json_list("data" if isinstance(response.data, Mapping) else None)
+        return [m for m in models if isinstance(m, dict)]
 
     def find_model(self, request: CreateModelRequest, created_since: datetime) -> dict[str, Any] | None:
         """The model an earlier try of this task created: same use case, name, source model and samples,

@@ -20,7 +20,7 @@ import httpx
 
 from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras, transport_options
 from airflow_provider_modelreg.hooks.oci_base import OCIBaseHook
-from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, ServiceError
+from airflow_provider_modelreg.http import ApiRequest, ApiResponse, BearerAuth, RetryPolicy, ServiceClient, ServiceError
 from airflow_provider_modelreg.lifecycle import LifecycleSpec, at
 
 if TYPE_CHECKING:
@@ -222,14 +222,14 @@ class MlflowHook(ModelRegHook):
             return {"opc-retry-token": retry_token[:64]}
         return None
 
-    def _post_create(self, path: str, body: dict[str, Any], retry_token: str | None) -> Any:
+    def _post_create(self, path: str, body: dict[str, Any], retry_token: str | None) -> ApiResponse:
         # Without a retry token a create is not safe to resend: idempotent=False (a token makes it safe).
         headers = self._create_headers(retry_token)
-        return self.request(ApiRequest("POST", path, json=body, headers=headers, idempotent=headers is not None)).data
+        return self.request(ApiRequest("POST", path, json=body, headers=headers, idempotent=headers is not None))
 
-    def _get_or_none(self, req: ApiRequest) -> Any:
+    def _get_or_none(self, req: ApiRequest) -> ApiResponse | None:
         try:
-            return self.request(req).data
+            return self.request(req)
         except ServiceError as exc:
             if is_not_found(exc):
                 return None
@@ -237,10 +237,10 @@ class MlflowHook(ModelRegHook):
 
     # -- experiments -------------------------------------------------------------------------------
     def get_experiment_by_name(self, name: str) -> dict[str, Any] | None:
-        data = self._get_or_none(
+        response = self._get_or_none(
             ApiRequest("GET", f"{self.tracking_api}/experiments/get-by-name", params={"experiment_name": name})
         )
-        return None if data is None else data.get("experiment", data)
+        return None if response is None else response.json_object("experiment", require=("experiment_id",))
 
     def create_experiment(self, name: str, retry_token: str | None = None) -> str:
         """Create an experiment; returns its id."""
@@ -248,7 +248,8 @@ class MlflowHook(ModelRegHook):
         from airflow_provider_modelreg.models.mlflow import CreateExperimentRequest
 
         body = validate_request(CreateExperimentRequest, {"name": name}).wire()
-        return str(self._post_create(f"{self.tracking_api}/experiments/create", body, retry_token)["experiment_id"])
+        response = self._post_create(f"{self.tracking_api}/experiments/create", body, retry_token)
+        return str(response.json_object(require=("experiment_id",))["experiment_id"])
 
     def get_or_create_experiment(self, name: str, retry_token: str | None = None) -> dict[str, Any]:
         """The experiment named ``name``, created when missing; a concurrent create is not an error."""
@@ -268,11 +269,18 @@ class MlflowHook(ModelRegHook):
 
     # -- runs ----------------------------------------------------------------------------------------
     def create_run(self, request: CreateRunRequest, retry_token: str | None = None) -> dict[str, Any]:
-        data = self._post_create(f"{self.tracking_api}/runs/create", request.wire(), retry_token)
-        return data["run"]
+        response = self._post_create(f"{self.tracking_api}/runs/create", request.wire(), retry_token)
+        return self._run(response)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        return self.request(read_run({"api": self.tracking_api, "run_id": run_id})).data["run"]
+        return self._run(self.request(read_run({"api": self.tracking_api, "run_id": run_id})))
+
+    @staticmethod
+    def _run(response: ApiResponse) -> dict[str, Any]:
+        run = response.json_object("run", require=("info",))
+        if not isinstance(run["info"], dict) or not run["info"].get("run_id"):
+            raise response.invalid("expected a run whose info has a run_id")
+        return run
 
     def update_run(self, request: UpdateRunRequest) -> dict[str, Any]:
         """Set status, end time or name (the status is validated by the model: a server ignores a bad one)."""
@@ -280,7 +288,7 @@ class MlflowHook(ModelRegHook):
         data = self.request(
             ApiRequest("POST", f"{self.tracking_api}/runs/update", json=request.wire(), idempotent=True)
         ).data
-        return (data or {}).get("run_info", data or {})
+        return data.get("run_info", data) if isinstance(data, dict) else {}
 
     def set_run_status(self, run_id: str, status: str, end_time: int | None = None) -> dict[str, Any]:
         from airflow_provider_modelreg.models.base import validate_request
@@ -347,14 +355,16 @@ class MlflowHook(ModelRegHook):
 
     # -- registered models and versions -------------------------------------------------------------
     def get_registered_model(self, name: str) -> dict[str, Any] | None:
-        data = self._get_or_none(ApiRequest("GET", f"{self.registry_api}/registered-models/get", params={"name": name}))
-        return None if data is None else data.get("registered_model", data)
+        response = self._get_or_none(
+            ApiRequest("GET", f"{self.registry_api}/registered-models/get", params={"name": name})
+        )
+        return None if response is None else response.json_object("registered_model")
 
     def create_registered_model(
         self, request: CreateRegisteredModelRequest, retry_token: str | None = None
     ) -> dict[str, Any]:
-        data = self._post_create(f"{self.registry_api}/registered-models/create", request.wire(), retry_token)
-        return data.get("registered_model", data)
+        response = self._post_create(f"{self.registry_api}/registered-models/create", request.wire(), retry_token)
+        return response.json_object("registered_model") if response.data else {"name": request.name}
 
     def ensure_registered_model(
         self, request: CreateRegisteredModelRequest, retry_token: str | None = None
@@ -373,12 +383,12 @@ class MlflowHook(ModelRegHook):
     def create_model_version(
         self, request: CreateModelVersionRequest, retry_token: str | None = None
     ) -> dict[str, Any]:
-        data = self._post_create(f"{self.registry_api}/model-versions/create", request.wire(), retry_token)
-        return data["model_version"]
+        response = self._post_create(f"{self.registry_api}/model-versions/create", request.wire(), retry_token)
+        return response.json_object("model_version", require=("name", "version"))
 
     def get_model_version(self, name: str, version: str | int) -> dict[str, Any]:
         ref = {"api": self.registry_api, "name": name, "version": str(version)}
-        return self.request(read_model_version(ref)).data["model_version"]
+        return self.request(read_model_version(ref)).json_object("model_version", require=("name", "version"))
 
     def search_model_versions(self, filter_string: str, max_results: int = SEARCH_PAGE_SIZE) -> list[dict[str, Any]]:
         versions: list[dict[str, Any]] = []
@@ -412,7 +422,8 @@ class MlflowHook(ModelRegHook):
     def _pages(self, build: Callable[[str | None], ApiRequest]) -> Iterator[dict[str, Any]]:
         token: str | None = None
         while True:
-            page = self.request(build(token)).data or {}
+            response = self.request(build(token))
+            page = response.json_object() if response.data is not None else {}
             yield page
             token = page.get("next_page_token")
             if not token:

@@ -159,10 +159,12 @@ class NemoModelsHook(ModelRegHook):
                 "filter[name]": name,
                 "filter[project]": project,
             }
-            data = self.request(ApiRequest("GET", models_path(workspace), params=params)).data or {}
-            batch = list(data.get("data") or [])
+            response = self.request(ApiRequest("GET", models_path(workspace), params=params))
+            data = response.json_object() if response.data is not None else {}
+            batch = response.json_list("data") if data else []
             entities.extend(batch)
-            total_pages = int((data.get("pagination") or {}).get("total_pages") or 0)
+            pagination = data.get("pagination")
+            total_pages = int(pagination.get("total_pages") or 0) if isinstance(pagination, dict) else 0
             # An empty page ends the walk too, so a server that miscounts cannot loop us forever.
             if not batch or page >= total_pages or (max_pages is not None and page >= max_pages):
                 return entities

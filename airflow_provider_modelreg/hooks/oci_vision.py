@@ -131,7 +131,7 @@ class OCIVisionHook(OCIBaseHook):
             )
         )
         return CreatedModel(
-            model=response.data,
+            model=response.json_object(require=("id",)),
             work_request_id=response.headers.get("opc-work-request-id"),
             request_id=response.request_id,
         )
@@ -173,8 +173,7 @@ class OCIVisionHook(OCIBaseHook):
         page: str | None = None
         for _ in range(MAX_PAGES):
             response = self.request(ApiRequest("GET", path, params={**params, "page": page}))
-            data = response.data or {}
-            yield from data.get("items", []) if isinstance(data, Mapping) else data
+            yield from response.json_list("items" if isinstance(response.data, Mapping) else None)
             page = response.headers.get("opc-next-page")
             if not page:
                 return

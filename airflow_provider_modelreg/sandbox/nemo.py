@@ -4,7 +4,7 @@ Bodies are validated by pydantic models shaped like the platform's own, so a bad
 422 (``{"detail": [{"loc": ["body", ...], "msg": ..., "type": ...}]}``). Other errors are ``{"detail": str}``.
 ``spec`` is filled ``state.seconds("nemo")`` after creation when a fileset is given (computed on read); an
 outcome rule matching the name makes the spec analysis fail, so ``spec`` stays null for ever.
-Auth is off unless ``state.extra["nemo_tokens"]`` holds accepted Bearer tokens. Every write request's raw
+Auth is off unless ``state.nemo_tokens`` holds accepted Bearer tokens. Every write request's raw
 body is kept in ``state.extra["nemo_requests"]`` so tests can check exactly what was sent.
 """
 
