@@ -216,8 +216,8 @@ class Row:
         return "-" if self.ok is None else ("PASS" if self.ok else "MISS")
 
 
-def print_table(title: str, rows: Sequence[Row]) -> None:
-    headers = ("figure", "provider", "peer", "target", "result")
+def print_table(title: str, rows: Sequence[Row], ours: str = "provider") -> None:
+    headers = ("figure", ours, "peer", "target", "result")
     cells = [(r.figure, r.ours, r.peer, r.target, r.verdict) for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
     print(f"\n{title}")

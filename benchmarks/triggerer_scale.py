@@ -27,11 +27,14 @@ Variants:
             that trigger waits for "not 404" rather than for a state.
 
 Figures per run: memory per trigger (RSS delta / N; tracemalloc in a separate pass), CPU per poll, longest
-event-loop stall, polls per second, TCP connections opened to the sandbox and the most open at once.
+event-loop stall and longest garbage-collector pause, polls per second, TCP connections opened to the
+sandbox and the most open at once. Evidence passes follow: tracemalloc (N=500), the shared pool's sizing,
+and a cProfile of the provider variant (N=300).
 
-    .venv/bin/python benchmarks/triggerer_scale.py               # the README figures (~10 min on 2 cores)
-    .venv/bin/python benchmarks/triggerer_scale.py --quick       # N = 200, 1,000
-    .venv/bin/python benchmarks/triggerer_scale.py --n 1000 --variants provider,shared
+    .venv/bin/python benchmarks/triggerer_scale.py               # the README figures (~35 min on 2 cores,
+                                                                 # 26 of them the provider at 5k and 10k)
+    .venv/bin/python benchmarks/triggerer_scale.py --quick       # N = 200, 1,000 (~5 min)
+    .venv/bin/python benchmarks/triggerer_scale.py --n 10000 --variants shared --no-tracemalloc [--gc-freeze]
 """
 
 from __future__ import annotations
@@ -207,10 +210,11 @@ def worker_main(args: argparse.Namespace) -> None:
                 {"kind": "status", "status": 404, "method": "GET", "path": "^/api/v1/models/", "count": None},
             )
         gc.collect()
-        if args.gc_freeze:  # prototype: what a triggerer could do after start-up (Airflow's DAG processor does)
-            gc.freeze()
         if args.tracemalloc:
             tracemalloc.start(int(args.tracemalloc))
+        # Objects the garbage collector tracks (and walks in every full collection), counted in the
+        # tracemalloc pass only: listing them takes long enough to show up as a stall.
+        before_ids = {id(o) for o in gc.get_objects()} if args.tracemalloc else set()
         rss0 = rss()
 
         events: dict[str, int] = {}
@@ -250,14 +254,24 @@ def worker_main(args: argparse.Namespace) -> None:
         # (Airflow's own included), all while the loop waits.
         gc_pause = {"startup": 0.0, "steady": 0.0, "finish": 0.0}
         gc_full = [0]
-        gc_started = [0.0]
+        gc_started = [0.0, 0.0]
+        gc_worst: dict[str, float] = {}
 
         def on_gc(event: str, info: dict[str, int]) -> None:
             if event == "start":
-                gc_started[0] = time.perf_counter()
+                gc_started[:] = [time.perf_counter(), time.process_time()]
                 return
             pause = time.perf_counter() - gc_started[0]
-            gc_pause[phase[0]] = max(gc_pause[phase[0]], pause)
+            if pause > gc_pause[phase[0]]:
+                gc_pause[phase[0]] = pause
+            if pause >= max(gc_pause.values()):
+                # CPU time within the pause tells the collector's own work from waiting for a core.
+                gc_worst.update(
+                    wall=pause,
+                    cpu=time.process_time() - gc_started[1],
+                    generation=info.get("generation", -1),
+                    collected=info.get("collected", 0),
+                )
             if info.get("generation") == 2:
                 gc_full[0] += 1
 
@@ -310,14 +324,25 @@ def worker_main(args: argparse.Namespace) -> None:
         creator = asyncio.ensure_future(create_triggers())
         deadline = float(args.timeout)
         traced_kb = None
+        gc_objects: float | None = None
+        gc_types: list[str] = []
         top: list[str] = []
         lifter: asyncio.Future[None] | None = None
         try:
             await asyncio.wait_for(all_first.wait(), deadline)
             mark("all_first")
             phase[0] = "steady"
+            if args.gc_freeze:
+                # Prototype of a triggerer-side remedy: move every object alive now (Airflow's and the started
+                # triggers') to the permanent generation, so full collections stop walking them.
+                gc.freeze()
             peak[0] = max(peak[0], rss())
             if args.tracemalloc:
+                from collections import Counter
+
+                new_objects = Counter(type(o).__name__ for o in gc.get_objects() if id(o) not in before_ids)
+                gc_objects = sum(new_objects.values()) / n
+                gc_types = [f"{count / n:6.1f} {name}" for name, count in new_objects.most_common(8)]
                 snap = tracemalloc.take_snapshot()
                 traced_kb = sum(s.size for s in snap.statistics("filename")) / 1024 / n
                 stats_lines = snap.statistics("lineno")[:10]
@@ -381,10 +406,13 @@ def worker_main(args: argparse.Namespace) -> None:
             "retained_kb_per_trigger": (rss_after - rss0) / 1024 / n,
             "traced_kb_per_trigger": traced_kb,
             "traced_top": top,
+            "gc_objects_per_trigger": gc_objects,
+            "gc_types": gc_types,
             "stall_max": stalls,
             "stalls_over": over,
             "gc_pause_max": gc_pause,
             "gc_full": gc_full[0],
+            "gc_worst": gc_worst,
             "gc_frozen": bool(args.gc_freeze),
             "started": n - stats["first_pending"],
             "startup_s": between("start", "all_first", "t"),
@@ -717,7 +745,7 @@ def describe(r: dict[str, Any]) -> str:
         f"  {r['variant']:8s} N={r['n']:>6,}  {'complete' if r['complete'] else 'INCOMPLETE'}  "
         f"events {r['events']} errors {r['errors'] or 0}  interval {r['interval']:.0f}s"
         + ("" if r["complete"] else f"  ({r['started']:,} of {r['n']:,} triggers had made a first poll)")
-        + ("  [gc.freeze() after imports]" if r.get("gc_frozen") else ""),
+        + ("  [gc.freeze() after start-up]" if r.get("gc_frozen") else ""),
         f"           memory: peak {r['peak_kb_per_trigger']:.1f} KB/trigger, steady {r['steady_kb_per_trigger']:.1f}"
         f", after cleanup {r['retained_kb_per_trigger']:.1f} (baseline RSS {r['rss0_mb']:.0f} MB)",
         f"           startup {r['startup_s']:.1f}s ({r['startup_polls']} polls, {r['startup_cpu']:.1f} CPU-s), "
@@ -726,7 +754,9 @@ def describe(r: dict[str, Any]) -> str:
         f"           longest stall: startup {r['stall_max']['startup']:.3f}s, steady {r['stall_max']['steady']:.3f}s, "
         f"finish {r['stall_max']['finish']:.3f}s; stalls > {STALL_WARN}s: {sum(r['stalls_over'].values())}; "
         f"longest GC pause: startup {r['gc_pause_max']['startup']:.3f}s, steady {r['gc_pause_max']['steady']:.3f}s, "
-        f"finish {r['gc_pause_max']['finish']:.3f}s ({r['gc_full']} full collections)",
+        f"finish {r['gc_pause_max']['finish']:.3f}s ({r['gc_full']} full collections; the longest: "
+        f"generation {r['gc_worst'].get('generation', '?')}, {r['gc_worst'].get('cpu', 0):.3f} CPU-s, "
+        f"{r['gc_worst'].get('collected', 0):,} objects freed)",
         f"           TCP connects {r['connects']:,} (steady phase {r['steady_connects']:,}), at most {r['max_open']:,} "
         f"open at once (2 s samples); HTTP sends {r['sends']:,} for {r['polls']:,} polls; "
         f"sandbox {r['sandbox_core_share']:.0%} of a core",
@@ -750,7 +780,7 @@ def main() -> int:
     parser.add_argument(
         "--gc-freeze",
         action="store_true",
-        help="prototype: gc.freeze() in the worker after imports (what a triggerer could do); not the default",
+        help="prototype: gc.freeze() once every trigger has started (a triggerer-side remedy); not the default",
     )
     args = parser.parse_args()
     if args.worker:
@@ -812,6 +842,10 @@ def main() -> int:
                 )
                 for line in r["traced_top"][:6]:
                     print(f"             {line}")
+                print(
+                    f"           {r['gc_objects_per_trigger']:.0f} GC-tracked objects/trigger (walked by every full "
+                    f"collection): {', '.join(t.strip() for t in r['gc_types'][:6])}"
+                )
             print(
                 "\nshared-pool sizing (one httpx.AsyncClient, 1,000 coroutines x 3 polls at once; httpx default "
                 "pool is 100):"
