@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 
+import httpx
 import pytest
 
 from airflow_provider_modelreg.http import (
     ApiRequest,
+    BasicAuth,
     BearerAuth,
     RetryPolicy,
     ServiceClient,
     ServiceError,
+    SharedAsyncClient,
     parse_error_body,
     parse_retry_after,
+    tls_context,
 )
 from airflow_provider_modelreg.sandbox.faults import FaultRule
 
@@ -165,3 +170,87 @@ def test_errors_survive_pickling_for_airflow_task_failure_reporting():
 def test_bearer_tokens_stay_out_of_reprs():
     client = ServiceClient(service="S", base_url="http://x", auth=BearerAuth("tok-secret-123"))
     assert "tok-secret-123" not in repr(client) + repr(client.auth)
+
+
+class TestSharedAsyncClients:
+    """Async clients are shared per event loop and credential, and closed by their last user."""
+
+    @staticmethod
+    def client(token: str = KEY, base_url: str = "http://127.0.0.1:9/api", auth: object = None) -> ServiceClient:
+        return ServiceClient(service="X", base_url=base_url, auth=auth or BearerAuth(token))  # type: ignore[arg-type]
+
+    def test_same_url_and_credential_share_one_client_until_the_last_user_leaves(self):
+        async def go() -> None:
+            first, second = self.client(), self.client()
+            assert first.aclient is second.aclient
+            pool = first.aclient
+            await first.aclose()
+            assert not pool.is_closed and second.aclient is pool  # still in use by the second
+            await second.aclose()
+            assert pool.is_closed and SharedAsyncClient.open_count() == 0
+
+        asyncio.run(go())
+
+    @pytest.mark.parametrize(
+        "other",
+        [
+            {"token": "another-key"},
+            {"base_url": "http://127.0.0.1:9/other"},
+            {"auth": BasicAuth("user", KEY)},
+        ],
+        ids=["other credential", "other URL", "other auth scheme"],
+    )
+    def test_a_different_url_or_credential_gets_its_own_client(self, other):
+        async def go() -> None:
+            mine, theirs = self.client(), self.client(**other)
+            try:
+                assert mine.aclient is not theirs.aclient
+            finally:
+                await mine.aclose()
+                await theirs.aclose()
+
+        asyncio.run(go())
+
+    def test_an_auth_that_cannot_name_its_credential_is_never_shared(self):
+        class OpaqueAuth(httpx.Auth):
+            pass
+
+        async def go() -> None:
+            first, second = self.client(auth=OpaqueAuth()), self.client(auth=OpaqueAuth())
+            try:
+                assert first.aclient is not second.aclient
+            finally:
+                await first.aclose()
+                await second.aclose()
+
+        asyncio.run(go())
+
+    def test_each_event_loop_has_its_own_client(self):
+        shared = self.client()
+        clients: list[httpx.AsyncClient] = []
+
+        async def keep() -> None:
+            clients.append(shared.aclient)
+            await shared.aclose()
+
+        asyncio.run(keep())
+        asyncio.run(keep())
+        assert clients[0] is not clients[1] and all(c.is_closed for c in clients)
+
+    def test_the_registry_is_keyed_by_a_digest_not_by_the_credential(self):
+        async def go() -> list[str]:
+            client = self.client(token="canary-token-4711")
+            try:
+                assert client.aclient is not None
+                return list(SharedAsyncClient._registry[asyncio.get_running_loop()])
+            finally:
+                await client.aclose()
+
+        keys = asyncio.run(go())
+        assert len(keys) == 1 and "canary-token-4711" not in keys[0] and len(keys[0]) == 64
+
+
+def test_tls_contexts_are_built_once_per_setting():
+    assert tls_context(True) is tls_context(True)
+    assert tls_context(False) is not tls_context(True)
+    assert tls_context(False).verify_mode == ssl.CERT_NONE

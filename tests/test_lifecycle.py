@@ -163,3 +163,35 @@ def test_one_client_serves_the_whole_wait_and_cleanup_closes_it(model_id):
 
     client_after, closed = asyncio.run(run())
     assert client_after is None and closed
+
+
+@pytest.mark.integration
+def test_many_waits_on_one_connection_share_one_small_pool(model_id, sandbox):
+    """A triggerer runs thousands of waits in one loop: they share connections, not one pool each."""
+    from airflow_provider_modelreg.http import MAX_IN_FLIGHT_PER_HOST, SharedAsyncClient
+
+    sandbox.sandbox.state.lifecycle_seconds["happyrobot"] = 1.0
+    waits = 4 * MAX_IN_FLIGHT_PER_HOST
+
+    async def run() -> tuple[list[dict[str, Any]], int, int, int]:
+        loop = asyncio.get_running_loop()
+        connects = 0
+        create_connection = loop.create_connection
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal connects
+            connects += 1
+            return await create_connection(*args, **kwargs)
+
+        loop.create_connection = counting  # type: ignore[method-assign]
+        triggers = [make_trigger(model_id) for _ in range(waits)]
+        tasks = [asyncio.ensure_future(first_event(t)) for t in triggers]
+        await asyncio.sleep(0.3)  # every wait has polled at least once and is still waiting
+        open_while_waiting = SharedAsyncClient.open_count()
+        events = await asyncio.gather(*tasks)
+        return events, connects, open_while_waiting, SharedAsyncClient.open_count()
+
+    events, connects, open_while_waiting, open_after = asyncio.run(run())
+    assert [e["status"] for e in events] == ["success"] * waits
+    assert open_while_waiting == 1 and open_after == 0
+    assert 1 <= connects <= MAX_IN_FLIGHT_PER_HOST

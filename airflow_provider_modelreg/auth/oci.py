@@ -73,6 +73,13 @@ class OCISigner(httpx.Auth):
         self._prefix_generic = self._header_prefix(_GENERIC_HEADERS)
         self._prefix_body = self._header_prefix(_BODY_HEADERS)
 
+    def share_key(self) -> str:
+        """Which credential this is (keyId and public key, hashed), so clients using it can share connections."""
+        public = self._private_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return hashlib.sha256(self.key_id.encode("utf-8") + b"\0" + public).hexdigest()
+
     def _header_prefix(self, names: tuple[str, ...]) -> str:
         return (
             f'Signature version="1",keyId="{self.key_id}",algorithm="rsa-sha256",'

@@ -20,7 +20,15 @@ import httpx
 
 from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras, transport_options
 from airflow_provider_modelreg.hooks.oci_base import OCIBaseHook
-from airflow_provider_modelreg.http import ApiRequest, ApiResponse, BearerAuth, RetryPolicy, ServiceClient, ServiceError
+from airflow_provider_modelreg.http import (
+    ApiRequest,
+    ApiResponse,
+    BasicAuth,
+    BearerAuth,
+    RetryPolicy,
+    ServiceClient,
+    ServiceError,
+)
 from airflow_provider_modelreg.lifecycle import LifecycleSpec, at
 
 if TYPE_CHECKING:
@@ -155,7 +163,7 @@ class MlflowHook(ModelRegHook):
             if not conn.login:
                 raise ValueError(f"connection {conn.conn_id!r}: basic auth needs a login")
             cls.mask(conn.password)
-            auth = httpx.BasicAuth(conn.login, conn.password or "")
+            auth = BasicAuth(conn.login, conn.password or "")
         elif auth_type == "bearer":
             if not conn.password:
                 raise ValueError(f"connection {conn.conn_id!r}: bearer auth needs the token in the password")

@@ -13,7 +13,8 @@ M = TypeVar("M", bound=BaseModel)
 class RequestModel(BaseModel):
     """Base of every create-request model: unknown fields are refused, not silently dropped."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+    # defer_build: the validators are built at first use (in execute()), not when a DAG file is parsed.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True, defer_build=True)
 
     def wire(self) -> dict[str, Any]:
         """The JSON body as the service expects it (aliases, no unset optional fields)."""
