@@ -48,6 +48,16 @@ TRANSPORT_FIELDS: dict[str, dict[str, Any]] = {
         "schema": {"type": ["boolean", "null"], "default": True},
         "description": "Verify the service's TLS certificate (default true).",
     },
+    "retry_max_attempts": {
+        "label": "Retry: attempts",
+        "schema": {"type": ["integer", "null"], "minimum": 1},
+        "description": "Attempts per request on 429, 5xx and connection errors (default 6; OCI 8).",
+    },
+    "retry_max_seconds": {
+        "label": "Retry: time budget (s)",
+        "schema": {"type": ["number", "null"], "minimum": 0},
+        "description": "Longest time one request may spend retrying (default 300; OCI 600).",
+    },
 }
 
 OCI_CREDENTIAL_FIELDS: dict[str, dict[str, Any]] = {

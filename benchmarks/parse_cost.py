@@ -57,10 +57,6 @@ print(json.dumps({"s": seconds, "bytes": grown, "steps": steps, "new_modules": l
 """
 
 DAG_FILE_PRELUDE = "from airflow.sdk import DAG, BaseOperator, BaseSensorOperator, BaseHook"
-# Prototype of the recommended models/base.py change (pydantic builds each request model's validator on
-# first use, not at import), against a control that imports models.base the same way but changes nothing.
-CONTROL_PRELUDE = "import airflow_provider_modelreg.models.base as b"
-DEFER_PRELUDE = CONTROL_PRELUDE + "; b.RequestModel.model_config['defer_build'] = True"
 
 
 def provider_modules() -> list[str]:
@@ -144,14 +140,10 @@ def main() -> int:
         "peer": [],
         "dag_file": [],
         "cold": [],
-        "control": [],
-        "defer": [],
     }
     for i in range(samples):
         if i % 2 == 0:  # fewer samples of the context variants; "cold" compiles all of Airflow too (~3 s)
             runs["cold"].append(probe(modules, bytecode_cache=False))
-            runs["control"].append(probe(modules, CONTROL_PRELUDE))
-            runs["defer"].append(probe(modules, DEFER_PRELUDE))
         runs["provider"].append(probe(modules))
         runs["peer"].append(probe(["oci.signer"]))
         runs["dag_file"].append(probe(modules, DAG_FILE_PRELUDE))
@@ -173,7 +165,6 @@ def main() -> int:
     o_ms, o_mb = median(ms("peer")), median(mb("peer"))
     d_ms, d_mb = median(ms("dag_file")), median(mb("dag_file"))
     c_ms = median(ms("cold"))
-    saved = [c - d for c, d in zip(ms("control"), ms("defer"), strict=True)]
     sdk_ms = median([r["sdk_s"] * 1000 for r in runs["provider"]])
     sdk_mb = median([r["sdk_bytes"] / 2**20 for r in runs["provider"]])
     scope = f"{len(modules)}/{len(listed)} modules"
@@ -202,13 +193,6 @@ def main() -> int:
         Row(
             "same, without a bytecode cache (PYTHONDONTWRITEBYTECODE=1 work tree)",
             f"{c_ms:.1f} ms ({spread(ms('cold'))})",
-            "-",
-            "-",
-            None,
-        ),
-        Row(
-            "prototype: RequestModel defer_build=True (vs. same-process control)",
-            f"{median(ms('defer')):.1f} ms vs {median(ms('control')):.1f} ms: saves {median(saved):.1f} ms",
             "-",
             "-",
             None,

@@ -17,24 +17,24 @@ least 2 s) so the sandbox is asked for about 500 polls/s, well under what it ser
 (see ``sandbox_throughput.py``).
 
 Variants:
-  provider  the package as it is: each trigger builds its own client (``spec.hook_class().aclient_for``)
-  shared    PROTOTYPE of the recommended fix, patched in here (not package code): one httpx.AsyncClient per
-            (event loop, base URL, auth identity, headers, TLS settings), reference-counted, closed by the
-            last trigger's cleanup(), with at most 10 requests in flight per client
-  http      peer: apache-airflow-providers-http's HttpSensorTrigger doing the same polls, in its own
-            venv (built with ``uv`` under ~/.cache/modelreg-bench/ on first use; scratch venvs untouched).
-            The sandbox answers its polls 404 until the models would have turned ACTIVE, then 200, since
-            that trigger waits for "not 404" rather than for a state.
+  provider     the package as it is: the triggers of one connection share one pooled httpx.AsyncClient
+               per event loop (``http.SharedAsyncClient``), at most 10 requests in flight
+  http         peer: apache-airflow-providers-http's HttpSensorTrigger doing the same polls, in its own
+               venv (built with ``uv`` under ~/.cache/modelreg-bench/ on first use; scratch venvs untouched).
+               The sandbox answers its polls 404 until the models would have turned ACTIVE, then 200, since
+               that trigger waits for "not 404" rather than for a state.
+  per-trigger  the package before shared clients (every trigger built its own client), patched back in
+               for before/after figures; not run by default (at 5,000 and 10,000 it takes 25 minutes)
 
 Figures per run: memory per trigger (RSS delta / N; tracemalloc in a separate pass), CPU per poll, longest
 event-loop stall and longest garbage-collector pause, polls per second, TCP connections opened to the
 sandbox and the most open at once. Evidence passes follow: tracemalloc (N=500), the shared pool's sizing,
 and a cProfile of the provider variant (N=300).
 
-    .venv/bin/python benchmarks/triggerer_scale.py               # the README figures (~35 min on 2 cores,
-                                                                 # 26 of them the provider at 5k and 10k)
-    .venv/bin/python benchmarks/triggerer_scale.py --quick       # N = 200, 1,000 (~5 min)
-    .venv/bin/python benchmarks/triggerer_scale.py --n 10000 --variants shared --no-tracemalloc [--gc-freeze]
+    .venv/bin/python benchmarks/triggerer_scale.py               # the README figures (~10 min on 2 cores)
+    .venv/bin/python benchmarks/triggerer_scale.py --quick       # N = 200, 1,000 (~4 min)
+    .venv/bin/python benchmarks/triggerer_scale.py --n 10000 --variants provider --no-tracemalloc [--gc-freeze]
+    .venv/bin/python benchmarks/triggerer_scale.py --n 1000 --variants provider,per-trigger   # before/after
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ POLL_RATE = 500.0  # polls/s asked of the sandbox in steady state (N / poll inte
 STEADY_INTERVALS = 2.0  # the steady phase lasts this many poll intervals
 STALL_WARN = 0.2  # Airflow's triggerer warns when the loop is blocked longer than this
 TARGET_KB = 20.0
-INFLIGHT_PER_SHARED_CLIENT = 10
 PEER_VENV = Path.home() / ".cache" / "modelreg-bench" / "http-peer-venv"
 PEER_REQUIREMENTS = ["apache-airflow-providers-http", "requests-toolbelt"]
 SPEC = "airflow_provider_modelreg.hooks.happyrobot:MODEL_LIFECYCLE"
@@ -166,8 +165,8 @@ def worker_main(args: argparse.Namespace) -> None:
 
         ServiceClient.arequest = counted_arequest  # type: ignore[method-assign]
         httpx.AsyncClient.send = counted_send  # type: ignore[method-assign]
-        if args.variant == "shared":
-            install_shared_client_prototype(ServiceClient)
+        if args.variant == "per-trigger":
+            install_client_per_trigger(ServiceClient)
 
     def rss() -> int:
         with open("/proc/self/statm", encoding="ascii") as fh:
@@ -210,11 +209,12 @@ def worker_main(args: argparse.Namespace) -> None:
                 {"kind": "status", "status": 404, "method": "GET", "path": "^/api/v1/models/", "count": None},
             )
         gc.collect()
+        # Objects the garbage collector tracks (and walks in every full collection), counted in the
+        # tracemalloc pass only: listing them takes long enough to show up as a stall. Listed before
+        # tracemalloc starts, so the list itself is not counted against the triggers.
+        before_ids = {id(o) for o in gc.get_objects()} if args.tracemalloc else set()
         if args.tracemalloc:
             tracemalloc.start(int(args.tracemalloc))
-        # Objects the garbage collector tracks (and walks in every full collection), counted in the
-        # tracemalloc pass only: listing them takes long enough to show up as a stall.
-        before_ids = {id(o) for o in gc.get_objects()} if args.tracemalloc else set()
         rss0 = rss()
 
         events: dict[str, int] = {}
@@ -448,78 +448,27 @@ def worker_main(args: argparse.Namespace) -> None:
         json.dump(result, fh)
 
 
-def install_shared_client_prototype(service_client: Any) -> None:
-    """PROTOTYPE of the recommended http.py change, patched in for measurement only.
-
-    ``ServiceClient.aclient`` hands out one httpx.AsyncClient per (event loop, base URL, auth identity,
-    headers, timeout, TLS setting), counted by reference; ``aclose`` releases it and the last user closes
-    it. A semaphore keeps at most INFLIGHT_PER_SHARED_CLIENT requests in httpcore's pool, whose bookkeeping
-    costs O(connections x queued requests) per request.
-    """
-    import asyncio
-    import hashlib
-
+def install_client_per_trigger(service_client: Any) -> None:
+    """The package before shared clients (commit d5efe73), for before/after figures: every ServiceClient
+    builds its own httpx.AsyncClient with httpx's own TLS context, and closes it in ``aclose``."""
     import httpx
 
-    registry: dict[tuple[Any, ...], list[Any]] = {}
-
-    class SharedHandle:
-        def __init__(self, key: tuple[Any, ...], client: httpx.AsyncClient) -> None:
-            self.key = key
-            self.client = client
-            self.gate = asyncio.Semaphore(INFLIGHT_PER_SHARED_CLIENT)
-
-        def build_request(self, *a: Any, **kw: Any) -> httpx.Request:
-            return self.client.build_request(*a, **kw)
+    class Private:
+        def __init__(self, owner: Any) -> None:
+            self.client = httpx.AsyncClient(**owner._client_kwargs())
 
         async def send(self, request: httpx.Request) -> httpx.Response:
-            async with self.gate:
-                return await self.client.send(request)
+            return await self.client.send(request)
 
-    def identity(auth: Any) -> str:
-        # The credential itself is never kept in the key: a digest of the auth object's state is.
-        state = repr(sorted(vars(auth).items(), key=lambda kv: kv[0])) if auth is not None else ""
-        return f"{type(auth).__qualname__}:{hashlib.sha256(state.encode()).hexdigest()}"
+        async def release(self) -> None:
+            await self.client.aclose()
 
-    def aclient(self: Any) -> Any:
-        if self._aclient is None:
-            loop = asyncio.get_running_loop()
-            key = (
-                id(loop),
-                self.base_url,
-                identity(self.auth),
-                tuple(sorted(self.headers.items())),
-                repr(self.timeout),
-                repr(self.verify),
-            )
-            entry = registry.get(key)
-            if entry is None:
-                limits = httpx.Limits(
-                    max_connections=INFLIGHT_PER_SHARED_CLIENT, max_keepalive_connections=INFLIGHT_PER_SHARED_CLIENT
-                )
-                entry = registry[key] = [
-                    SharedHandle(key, httpx.AsyncClient(limits=limits, **self._client_kwargs())),
-                    0,
-                ]
-            entry[1] += 1
-            self._aclient = entry[0]
-        return self._aclient
+    def shared_async(self: Any) -> Any:
+        if self._shared is None:
+            self._shared = Private(self)
+        return self._shared
 
-    async def aclose(self: Any) -> None:
-        handle = self._aclient
-        if handle is None:
-            return
-        self._aclient = None
-        entry = registry.get(handle.key)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] == 0:
-            del registry[handle.key]
-            await handle.client.aclose()
-
-    service_client.aclient = property(aclient)
-    service_client.aclose = aclose
+    service_client._shared_async = shared_async
 
 
 # ====================================================================================== orchestrator
@@ -768,7 +717,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 200, 1,000 only")
     parser.add_argument("--n", default=None, help="comma-separated trigger counts (default 1000,5000,10000)")
-    parser.add_argument("--variants", default="provider,shared,http")
+    parser.add_argument(
+        "--variants", default="provider,http", help="provider, http (HttpSensorTrigger), per-trigger (before d5efe73+1)"
+    )
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip the tracemalloc and cProfile passes")
     parser.add_argument("--timeout", type=float, default=900.0, help="per-phase limit of one run, seconds")
     # worker-only arguments
@@ -794,7 +745,7 @@ def main() -> int:
 
     counts = [int(x) for x in args.n.split(",")] if args.n else ([200, 1000] if args.quick else [1000, 5000, 10000])
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    pythons = {"provider": sys.executable, "shared": sys.executable}
+    pythons = {"provider": sys.executable, "per-trigger": sys.executable}
     if "http" in variants:
         peer = peer_python()
         if peer is None:
@@ -862,10 +813,10 @@ def main() -> int:
     # ------------------------------------------------------------------------------------ summary
     def peer_of(n: int, key: Any) -> str:
         parts = []
-        for variant in ("shared", "http"):
+        for variant in ("http", "per-trigger"):
             r = results.get((variant, n))
             if r is not None:
-                parts.append(f"{'shared-client prototype' if variant == 'shared' else 'HttpSensorTrigger'}: {key(r)}")
+                parts.append(f"{'HttpSensorTrigger' if variant == 'http' else 'client per trigger'}: {key(r)}")
         return "; ".join(parts) or "-"
 
     rows: list[Row] = []

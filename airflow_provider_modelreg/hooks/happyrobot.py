@@ -74,8 +74,7 @@ class HappyRobotHook(ModelRegHook):
             base_url=base_url_of(conn.host, DEFAULT_BASE_URL, port=conn.port),
             auth=BearerAuth(conn.password),
             headers=headers,
-            retry=retry,
-            **transport_options(extras),
+            **transport_options(extras, retry),
         )
 
     def create_model(self, request: CreateModelRequest) -> dict[str, Any]:

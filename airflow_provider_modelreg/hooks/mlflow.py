@@ -177,8 +177,7 @@ class MlflowHook(ModelRegHook):
             service=cls.service,
             base_url=base_url_of(conn.host, "", port=conn.port, scheme="http"),
             auth=auth,
-            retry=retry,
-            **transport_options(extras),
+            **transport_options(extras, retry),
         )
 
     @classmethod

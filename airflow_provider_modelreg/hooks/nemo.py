@@ -104,8 +104,7 @@ class NemoModelsHook(ModelRegHook):
             service=cls.service,
             base_url=base_url_of(conn.host, "", port=conn.port),
             auth=auth,
-            retry=retry,
-            **transport_options(extras),
+            **transport_options(extras, retry),
         )
 
     @property

@@ -46,6 +46,5 @@ class OCIBaseHook(ModelRegHook):
             service=cls.service,
             base_url=base_url_of(conn.host, default, port=conn.port),
             auth=credentials.signer(),
-            retry=retry or OCI_RETRY,
-            **transport_options(fields),
+            **transport_options(fields, retry, OCI_RETRY),
         )
