@@ -58,6 +58,12 @@ TRANSPORT_FIELDS: dict[str, dict[str, Any]] = {
         "schema": {"type": ["number", "null"], "minimum": 0},
         "description": "Longest time one request may spend retrying (default 300; OCI 600).",
     },
+    "max_connections": {
+        "label": "Max connections per triggerer",
+        "schema": {"type": ["integer", "null"], "minimum": 1},
+        "description": "Requests in flight at once from all deferred waits on this connection in one "
+        "triggerer (default 10); raise it for a slow host with many waits.",
+    },
 }
 
 OCI_CREDENTIAL_FIELDS: dict[str, dict[str, Any]] = {

@@ -36,9 +36,11 @@ NOT_PROCESSED_STATUSES = frozenset({429})
 NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-# Requests one shared async client lets into its connection pool at once (the rest wait on a semaphore).
-# httpcore rescans the whole pool for every queued request, so thousands of triggers queueing inside it
-# cost O(N^2) and end in PoolTimeout; 10 connections still allow ~200 polls/s per host at 50 ms a poll.
+# Default number of requests one shared async client lets into its connection pool at once (the rest
+# wait on a semaphore). httpcore rescans the whole pool for every queued request, so thousands of triggers
+# queueing inside it cost O(N^2) and end in PoolTimeout; larger pools also cost more CPU per request
+# (benchmarks/README.md, "Pool sizing"). 10 allow ~200 polls/s per host at 50 ms a poll; a connection's
+# ``max_connections`` extra raises it for a slow host with many waits.
 MAX_IN_FLIGHT_PER_HOST = 10
 
 
@@ -316,6 +318,7 @@ class ServiceClient:
         headers: Mapping[str, str] | None = None,
         timeout: float = 30.0,
         verify: bool | str = True,
+        max_connections: int = MAX_IN_FLIGHT_PER_HOST,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -325,6 +328,7 @@ class ServiceClient:
         self.headers = {"user-agent": user_agent(), "accept": "application/json", **(headers or {})}
         self.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         self.verify = verify
+        self.max_connections = max_connections
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._client: httpx.Client | None = None
@@ -373,6 +377,7 @@ class ServiceClient:
             sorted(self.headers.items()),
             repr(self.timeout),
             repr(self.verify),
+            self.max_connections,
         )
         return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()
 
@@ -482,11 +487,11 @@ class SharedAsyncClient:
         weakref.WeakKeyDictionary()
     )
 
-    def __init__(self, key: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, key: str, client: httpx.AsyncClient, size: int) -> None:
         self.key = key
         self.client = client
         self.users = 0
-        self.gate = asyncio.Semaphore(MAX_IN_FLIGHT_PER_HOST)
+        self.gate = asyncio.Semaphore(size)
 
     @classmethod
     def acquire(cls, owner: ServiceClient) -> SharedAsyncClient:
@@ -496,9 +501,9 @@ class SharedAsyncClient:
         if shared is None or shared.client.is_closed:
             kwargs = owner._client_kwargs()
             kwargs["verify"] = tls_context(owner.verify)
-            size = MAX_IN_FLIGHT_PER_HOST
+            size = owner.max_connections
             limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-            shared = per_loop[key] = cls(key, httpx.AsyncClient(limits=limits, **kwargs))
+            shared = per_loop[key] = cls(key, httpx.AsyncClient(limits=limits, **kwargs), size)
         shared.users += 1
         return shared
 

@@ -625,7 +625,12 @@ def run_one(
     return result
 
 
-def pool_sweep(box: Any, tasks: int = 1000, per_task: int = 3) -> list[str]:
+def pool_sweep(
+    box: Any,
+    tasks: int = 1000,
+    per_task: int = 3,
+    combos: tuple[tuple[int | None, int], ...] = ((None, 100), (None, 10), (10, 10), (32, 32), (4, 4), (1, 1)),
+) -> list[str]:
     """Sizing evidence for the shared client: one httpx.AsyncClient, ``tasks`` coroutines polling at once.
 
     httpcore's pool re-scans every connection for every queued request on each change, and hands one idle
@@ -681,7 +686,6 @@ def pool_sweep(box: Any, tasks: int = 1000, per_task: int = 3) -> list[str]:
 
     httpcore.AsyncHTTP11Connection.handle_async_request = counted  # type: ignore[method-assign]
     try:
-        combos = [(None, 100), (None, 10), (10, 10), (4, 4), (1, 1)]
         return [asyncio.run(run(gate, pool)) for gate, pool in combos]
     finally:
         httpcore.AsyncHTTP11Connection.handle_async_request = original  # type: ignore[method-assign]

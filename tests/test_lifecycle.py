@@ -166,12 +166,16 @@ def test_one_client_serves_the_whole_wait_and_cleanup_closes_it(model_id):
 
 
 @pytest.mark.integration
-def test_many_waits_on_one_connection_share_one_small_pool(model_id, sandbox):
+@pytest.mark.parametrize(("extras", "pool_size"), [({}, 10), ({"max_connections": 3}, 3)])
+def test_many_waits_on_one_connection_share_one_small_pool(
+    model_id, sandbox, monkeypatch, happyrobot_conn, extras, pool_size
+):
     """A triggerer runs thousands of waits in one loop: they share connections, not one pool each."""
-    from airflow_provider_modelreg.http import MAX_IN_FLIGHT_PER_HOST, SharedAsyncClient
+    from airflow_provider_modelreg.http import SharedAsyncClient
 
+    monkeypatch.setenv("AIRFLOW_CONN_HR", json.dumps(happyrobot_conn | {"extra": json.dumps(extras)}))
     sandbox.sandbox.state.lifecycle_seconds["happyrobot"] = 1.0
-    waits = 4 * MAX_IN_FLIGHT_PER_HOST
+    waits = 40
 
     async def run() -> tuple[list[dict[str, Any]], int, int, int]:
         loop = asyncio.get_running_loop()
@@ -194,4 +198,4 @@ def test_many_waits_on_one_connection_share_one_small_pool(model_id, sandbox):
     events, connects, open_while_waiting, open_after = asyncio.run(run())
     assert [e["status"] for e in events] == ["success"] * waits
     assert open_while_waiting == 1 and open_after == 0
-    assert 1 <= connects <= MAX_IN_FLIGHT_PER_HOST
+    assert 1 <= connects <= pool_size

@@ -10,7 +10,14 @@ from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
 from airflow_provider_modelreg.get_provider_info import connection_type
-from airflow_provider_modelreg.http import ApiRequest, ApiResponse, RetryPolicy, ServiceClient, ServiceError
+from airflow_provider_modelreg.http import (
+    MAX_IN_FLIGHT_PER_HOST,
+    ApiRequest,
+    ApiResponse,
+    RetryPolicy,
+    ServiceClient,
+    ServiceError,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -39,7 +46,7 @@ def base_url_of(host: str | None, default: str, *, port: int | None = None, sche
 def transport_options(
     extras: dict[str, Any], retry: RetryPolicy | None = None, default_retry: RetryPolicy | None = None
 ) -> dict[str, Any]:
-    """ServiceClient settings from a connection's extras: timeout, TLS verification and retries.
+    """ServiceClient settings from a connection's extras: timeout, TLS, retries and connections per host.
 
     TLS verification is on unless switched off (a CA bundle path when given). Retries: a policy passed in
     code wins, then the connection's ``retry_max_attempts`` / ``retry_max_seconds`` over the service's
@@ -62,6 +69,7 @@ def transport_options(
         "timeout": _extra_number(extras, "timeout", float, minimum=0.001, default=30),
         "verify": verify,
         "retry": policy,
+        "max_connections": _extra_number(extras, "max_connections", int, minimum=1, default=MAX_IN_FLIGHT_PER_HOST),
     }
 
 
