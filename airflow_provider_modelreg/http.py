@@ -344,16 +344,14 @@ class ServiceClient:
             "auth": self.auth,
             "headers": self.headers,
             "timeout": self.timeout,
-            "verify": self.verify,
+            "verify": tls_context(self.verify),
             "follow_redirects": False,
         }
 
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
-            kwargs = self._client_kwargs()
-            kwargs["verify"] = tls_context(self.verify)
-            self._client = httpx.Client(**kwargs)
+            self._client = httpx.Client(**self._client_kwargs())
         return self._client
 
     @property
@@ -379,7 +377,7 @@ class ServiceClient:
             repr(self.verify),
             self.max_connections,
         )
-        return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()
+        return digest(repr(parts))
 
     def close(self) -> None:
         if self._client is not None:
@@ -499,11 +497,9 @@ class SharedAsyncClient:
         key = owner.share_key()
         shared = per_loop.get(key)
         if shared is None or shared.client.is_closed:
-            kwargs = owner._client_kwargs()
-            kwargs["verify"] = tls_context(owner.verify)
             size = owner.max_connections
             limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-            shared = per_loop[key] = cls(key, httpx.AsyncClient(limits=limits, **kwargs), size)
+            shared = per_loop[key] = cls(key, httpx.AsyncClient(limits=limits, **owner._client_kwargs()), size)
         shared.users += 1
         return shared
 

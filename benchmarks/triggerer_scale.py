@@ -455,7 +455,8 @@ def install_client_per_trigger(service_client: Any) -> None:
 
     class Private:
         def __init__(self, owner: Any) -> None:
-            self.client = httpx.AsyncClient(**owner._client_kwargs())
+            # httpx's own TLS context per client, as then (the package now shares one per setting).
+            self.client = httpx.AsyncClient(**(owner._client_kwargs() | {"verify": owner.verify}))
 
         async def send(self, request: httpx.Request) -> httpx.Response:
             return await self.client.send(request)
