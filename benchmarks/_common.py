@@ -26,6 +26,22 @@ REPO = Path(__file__).resolve().parent.parent
 HAPPYROBOT_KEY = "sandbox-happyrobot-key"
 
 
+def _use_project_venv() -> None:
+    """Let ``python benchmarks/<name>.py`` work from any interpreter: one without the project's packages
+    re-runs the script under the venv that ``./dev`` creates (``.venv``)."""
+    import importlib.util
+
+    if all(importlib.util.find_spec(name) for name in ("airflow", "airflow_provider_modelreg", "oci")):
+        return
+    venv_python = REPO / ".venv" / "bin" / "python"
+    if venv_python.exists() and Path(sys.executable).absolute() != venv_python:
+        os.execv(venv_python, [str(venv_python), *sys.argv])
+    sys.exit(f"the benchmarks need the project's venv: run `./dev test` once (it creates {venv_python})")
+
+
+_use_project_venv()
+
+
 PYCACHE = Path(tempfile.gettempdir()) / "modelreg-bench-pycache"
 
 
