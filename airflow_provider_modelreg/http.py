@@ -522,8 +522,9 @@ class SharedAsyncClient:
         return len(cls._registry.get(asyncio.get_running_loop(), {}))
 
 
-@functools.cache
-def _tls_context(verify: bool | str, cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+@functools.lru_cache(maxsize=32)
+def _tls_context(verify: bool | str, source: tuple[Any, ...]) -> ssl.SSLContext:
+    # ``source`` is only part of the cache key (see tls_context).
     return httpx.create_ssl_context(verify=verify) if not isinstance(verify, str) else _ca_bundle_context(verify)
 
 
@@ -533,14 +534,27 @@ def _ca_bundle_context(path: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=path)
 
 
+def _modified(path: str | None) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns if path else None
+    except OSError:
+        return None
+
+
 def tls_context(verify: bool | str) -> ssl.SSLContext:
-    """One TLS context per setting, built once per process.
+    """One TLS context per setting, built once per process and rebuilt when its CA files change.
 
     httpx otherwise builds a context and loads the whole CA bundle for every client, even for http://
     URLs: ~20 ms of CPU and ~850 KB of native memory each, which a triggerer would pay per wait.
-    The environment variables httpx honours are part of the cache key, so changing them still counts.
+    The cache key holds what the context is loaded from (the CA bundle path, the SSL_CERT_FILE and
+    SSL_CERT_DIR variables httpx honours) and their modification times, so a rotated bundle is picked up.
     """
-    return _tls_context(verify, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    files = [
+        verify if isinstance(verify, str) else None,
+        os.environ.get("SSL_CERT_FILE"),
+        os.environ.get("SSL_CERT_DIR"),
+    ]
+    return _tls_context(verify, tuple((path, _modified(path)) for path in files))
 
 
 def credential_key(auth: httpx.Auth | None) -> str:

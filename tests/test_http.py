@@ -254,3 +254,19 @@ def test_tls_contexts_are_built_once_per_setting():
     assert tls_context(True) is tls_context(True)
     assert tls_context(False) is not tls_context(True)
     assert tls_context(False).verify_mode == ssl.CERT_NONE
+
+
+def test_a_rotated_ca_bundle_is_loaded_again(tmp_path):
+    import os
+
+    from fixtures.tls import self_signed
+
+    first_ca, _key = self_signed(tmp_path)
+    first = tls_context(str(first_ca))
+    assert tls_context(str(first_ca)) is first
+    rotated = tmp_path / "rotated"
+    rotated.mkdir()
+    second_ca, _key = self_signed(rotated)
+    os.replace(second_ca, first_ca)  # same path, new certificate and modification time
+    os.utime(first_ca, ns=(os.stat(first_ca).st_atime_ns, os.stat(first_ca).st_mtime_ns + 1_000_000))
+    assert tls_context(str(first_ca)) is not first

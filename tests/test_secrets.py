@@ -17,6 +17,7 @@ import base64
 import datetime as dt
 import json
 import os
+import ssl
 import threading
 import time
 import uuid
@@ -27,15 +28,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from fixtures.mlflow import PLATFORM_ID, WORKSPACE_KEY
 from fixtures.oci import FINGERPRINT, KEY_ID, TENANCY, USER
 from fixtures.oci_vision import vision_arguments
+from fixtures.tls import self_signed
 
-from airflow_provider_modelreg.http import RetryPolicy
+from airflow_provider_modelreg.http import RetryPolicy, tls_context
 from airflow_provider_modelreg.lifecycle import LifecycleTrigger
 from airflow_provider_modelreg.operators.happyrobot import HappyRobotCreateModelOperator
 from airflow_provider_modelreg.sandbox.state import OutcomeRule
@@ -614,13 +614,17 @@ def hook_class(conn_type: str) -> Any:
 
 @pytest.mark.parametrize("conn_type", sorted(HOOKS))
 def test_tls_verification_is_on_by_default_and_a_ca_bundle_is_per_connection(conn_type, oci_private_pem, tmp_path):
-    bundle = tmp_path / "ca.pem"
+    bundle, _key = self_signed(tmp_path)
     default = hook_class(conn_type).client_from_connection(connection(conn_type, "https://h.example", oci_private_pem))
-    assert default.verify is True and default._client_kwargs()["verify"] is True
+    context = default._client_kwargs()["verify"]  # what httpx is given
+    assert default.verify is True and context is tls_context(True)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     custom = hook_class(conn_type).client_from_connection(
         connection(conn_type, "https://h.example", oci_private_pem, ca_bundle=str(bundle))
     )
-    assert custom.verify == str(bundle) and custom._client_kwargs()["verify"] == str(bundle)
+    context = custom._client_kwargs()["verify"]
+    assert custom.verify == str(bundle) and context.verify_mode == ssl.CERT_REQUIRED
+    assert [ca["subject"] for ca in context.get_ca_certs()] == [((("commonName", "modelreg test CA"),),)]
     # Switching verification off takes an explicit "verify": false; a CA bundle wins over it.
     off = hook_class(conn_type).client_from_connection(
         connection(conn_type, "https://h.example", oci_private_pem, verify=False)
@@ -630,33 +634,6 @@ def test_tls_verification_is_on_by_default_and_a_ca_bundle_is_per_connection(con
         connection(conn_type, "https://h.example", oci_private_pem, verify=False, ca_bundle=str(bundle))
     )
     assert both.verify == str(bundle)
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    import ipaddress
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "modelreg test CA")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
 
 
 @pytest.fixture(scope="module")
