@@ -13,6 +13,7 @@ import hashlib
 import json
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -256,6 +257,18 @@ def router(state: SandboxState) -> APIRouter:
         model_id = state.extra.get(_WORK_REQUESTS, {}).get(work_request_id)
         return state.get(SERVICE, model_id) if model_id else None
 
+    async def signed_find(
+        find: Callable[[str], dict[str, Any] | None], key: str, request: Request
+    ) -> tuple[dict[str, Any] | None, Any]:
+        """The resource a signed GET names, or the answer to give instead (the signature's error or a 404)."""
+        _body, denied = await check_signature(request, state)
+        if denied:
+            return None, denied
+        record = find(key)
+        if record is None:
+            return None, oci_error(404, "NotAuthorizedOrNotFound", NOT_FOUND_MESSAGE, request)
+        return record, None
+
     @api.post("/models")
     async def create_model(request: Request) -> Any:
         body, denied = await check_signature(request, state)
@@ -304,12 +317,9 @@ def router(state: SandboxState) -> APIRouter:
 
     @api.get("/models/{model_id}")
     async def get_model(model_id: str, request: Request) -> Any:
-        _body, denied = await check_signature(request, state)
-        if denied:
-            return denied
-        record = find_model(model_id)
+        record, answer = await signed_find(find_model, model_id, request)
         if record is None:
-            return oci_error(404, "NotAuthorizedOrNotFound", NOT_FOUND_MESSAGE, request)
+            return answer
         shown = view(state, record)
         return oci_json(shown, request, headers={"etag": _etag(shown)})
 
@@ -350,36 +360,27 @@ def router(state: SandboxState) -> APIRouter:
 
     @api.get("/workRequests/{work_request_id}")
     async def get_work_request(work_request_id: str, request: Request) -> Any:
-        _body, denied = await check_signature(request, state)
-        if denied:
-            return denied
-        record = find_work_request(work_request_id)
+        record, answer = await signed_find(find_work_request, work_request_id, request)
         if record is None:
-            return oci_error(404, "NotAuthorizedOrNotFound", NOT_FOUND_MESSAGE, request)
+            return answer
         return oci_json(_work_request_view(state, record), request)
 
     @api.get("/workRequests/{work_request_id}/errors")
     async def list_work_request_errors(
         work_request_id: str, request: Request, limit: int | None = None, page: str | None = None
     ) -> Any:
-        _body, denied = await check_signature(request, state)
-        if denied:
-            return denied
-        record = find_work_request(work_request_id)
+        record, answer = await signed_find(find_work_request, work_request_id, request)
         if record is None:
-            return oci_error(404, "NotAuthorizedOrNotFound", NOT_FOUND_MESSAGE, request)
+            return answer
         return _page(_work_request_errors(state, record), request, limit, page)
 
     @api.get("/workRequests/{work_request_id}/logs")
     async def list_work_request_logs(
         work_request_id: str, request: Request, limit: int | None = None, page: str | None = None
     ) -> Any:
-        _body, denied = await check_signature(request, state)
-        if denied:
-            return denied
-        record = find_work_request(work_request_id)
+        record, answer = await signed_find(find_work_request, work_request_id, request)
         if record is None:
-            return oci_error(404, "NotAuthorizedOrNotFound", NOT_FOUND_MESSAGE, request)
+            return answer
         return _page(_work_request_logs(state, record), request, limit, page)
 
     @api.get("/projects")
