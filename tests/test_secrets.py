@@ -453,6 +453,30 @@ def test_mlflow_password_and_token_never_leak(run_dag, mlflow_server, capfd, wat
     assert_masked(watch, secret)
 
 
+@pytest.mark.mlflow_server
+def test_mlflow_credentials_in_the_tracking_uri_never_leak(run_dag, mlflow_server, capfd, watch):
+    """``http://alice:<canary>@host``: used as basic auth, shown nowhere (test_connection, repr, XCom, link)."""
+    from airflow_provider_modelreg.hooks.mlflow import MlflowHook
+
+    secret = canary("mlflow-userinfo")
+    conn = {"conn_type": "mlflow", "host": mlflow_server.url.replace("://", f"://alice:{secret}@")}
+    suffix = uuid.uuid4().hex[:8]
+    names = {"experiment": f"secrets-ui-{suffix}", "model": f"secrets-ui-model-{suffix}"}
+    result = run_dag(mlflow_dag("secrets_mlflow_userinfo", "mlf", names), {"mlf": conn})
+    assert result.task_states() == MLFLOW_STATES
+    os.environ["AIRFLOW_CONN_MLF_USERINFO"] = json.dumps(conn)
+    try:
+        hook = MlflowHook(conn_id="mlf_userinfo")
+        ok, message = hook.test_connection()
+        shown = {"test_connection": message, "repr": repr(hook.client), "run_url": hook.run_url("1", "r")}
+    finally:
+        del os.environ["AIRFLOW_CONN_MLF_USERINFO"]
+    assert ok, message
+    needles = [secret, base64.b64encode(f"alice:{secret}".encode()).decode()]
+    assert_nowhere(needles, capfd, watch, result.run_id, **shown)
+    assert_masked(watch, secret)
+
+
 # == NeMo Platform (nemo_platform) ===============================================================================
 def nemo_dag(dag_id: str, api_key: str) -> Any:
     from airflow_provider_modelreg.operators.nemo import NemoCreateModelOperator

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
@@ -33,14 +34,39 @@ def connection_extras(conn: Connection) -> dict[str, Any]:
     return {k: v for k, v in extras.items() if v not in (None, "")}
 
 
+def split_user_info(host: str | None) -> tuple[str | None, tuple[str, str] | None]:
+    """(host without user-info, (user, password) or None): ``http://user:pw@h`` -> ``http://h``, credentials."""
+    if not host or "@" not in host:
+        return host, None
+    parts = urlsplit(host if "://" in host else f"//{host}")
+    if "@" not in parts.netloc:
+        return host, None
+    user_info, _, authority = parts.netloc.rpartition("@")
+    user, _, password = user_info.partition(":")
+    stripped = urlunsplit(parts._replace(netloc=authority))
+    return (stripped if "://" in host else stripped.removeprefix("//")), (unquote(user), unquote(password))
+
+
 def base_url_of(host: str | None, default: str, *, port: int | None = None, scheme: str = "https") -> str:
-    """Base URL from a connection's host (which may be a full URL) or the service default."""
+    """Base URL from a connection's host (which may be a full URL with a path) or the service default.
+
+    A separate port goes into the authority (``h/mlflow`` + 5505 -> ``scheme://h:5505/mlflow``) unless
+    the host names one. Credentials in the host (``user:pw@h``) are refused, naming only the rule: a
+    hook that can use them as login and password takes them out with :func:`split_user_info` first.
+    """
     if not host:
         return default.rstrip("/")
-    url = host if "://" in host else f"{scheme}://{host}"
-    if port and url.count(":") == 1:
-        url = f"{url}:{port}"
-    return url.rstrip("/")
+    if split_user_info(host)[1] is not None:
+        raise ValueError(
+            "connection host must not hold credentials (user:password@); put them in the login and password fields"
+        )
+    parts = urlsplit(host if "://" in host else f"{scheme}://{host}")
+    try:
+        has_port = parts.port is not None
+    except ValueError:
+        raise ValueError("connection host has an invalid port") from None
+    netloc = parts.netloc if has_port or not port else f"{parts.netloc}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
 
 
 def transport_options(

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras, transport_options
+from airflow_provider_modelreg.hooks.base import (
+    ModelRegHook,
+    base_url_of,
+    connection_extras,
+    split_user_info,
+    transport_options,
+)
 from airflow_provider_modelreg.hooks.oci_base import OCIBaseHook
 from airflow_provider_modelreg.http import (
     ApiRequest,
@@ -156,14 +162,26 @@ class MlflowHook(ModelRegHook):
             return OCIDataPlatformMlflowHook.client_from_connection(conn, retry)
         extras = connection_extras(conn)
         auth_type = str(extras.get("auth_type") or "none").lower()
+        # Credentials written into the tracking URI (http://user:pw@host, as MLflow's own client accepts)
+        # are basic auth; they are taken out of the URL, so no message, repr, XCom or link shows them.
+        host, user_info = split_user_info(conn.host)
+        login, password = conn.login, conn.password
+        if user_info is not None:
+            cls.mask(user_info[1])
+            if auth_type == "bearer" or (login and (login, password or "") != user_info):
+                raise ValueError(
+                    f"connection {conn.conn_id!r}: the host holds credentials (user:password@) and the "
+                    "connection sets others; keep them in the login and password fields only"
+                )
+            auth_type, (login, password) = "basic", user_info
         auth: httpx.Auth | None
         if auth_type == "none":
             auth = None
         elif auth_type == "basic":
-            if not conn.login:
+            if not login:
                 raise ValueError(f"connection {conn.conn_id!r}: basic auth needs a login")
-            cls.mask(conn.password)
-            auth = BasicAuth(conn.login, conn.password or "")
+            cls.mask(password)
+            auth = BasicAuth(login, password or "")
         elif auth_type == "bearer":
             if not conn.password:
                 raise ValueError(f"connection {conn.conn_id!r}: bearer auth needs the token in the password")
@@ -171,11 +189,11 @@ class MlflowHook(ModelRegHook):
             auth = BearerAuth(conn.password)
         else:
             raise ValueError(f"connection {conn.conn_id!r}: auth_type must be none, basic or bearer")
-        if not conn.host:
+        if not host:
             raise ValueError(f"connection {conn.conn_id!r}: set the tracking URI (host)")
         return ServiceClient(
             service=cls.service,
-            base_url=base_url_of(conn.host, "", port=conn.port, scheme="http"),
+            base_url=base_url_of(host, "", port=conn.port, scheme="http"),
             auth=auth,
             **transport_options(extras, retry),
         )
@@ -190,7 +208,8 @@ class MlflowHook(ModelRegHook):
     @classmethod
     def ui_base_url(cls, conn: Connection, client: ServiceClient) -> str:
         """Where the MLflow UI lives: extra ``ui_url`` when set, else the tracking URI."""
-        return str(connection_extras(conn).get("ui_url") or client.base_url).rstrip("/")
+        ui_url = split_user_info(str(connection_extras(conn).get("ui_url") or ""))[0]  # links never carry credentials
+        return str(ui_url or client.base_url).rstrip("/")
 
     @cached_property
     def connection(self) -> Connection:

@@ -58,3 +58,25 @@ def test_bad_settings_name_the_extra_and_the_rule(monkeypatch, happyrobot_conn, 
     hook = hook_with_extras(monkeypatch, happyrobot_conn, extras)
     with pytest.raises(ValueError, match=f"connection extra {message}$".replace("(", r"\(").replace(".", r"\.")):
         hook.client  # noqa: B018  (building the client reads the settings)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "url"),
+    [
+        ("h.example/mlflow", 5505, "https://h.example:5505/mlflow"),
+        ("http://h.example/mlflow/", 5505, "http://h.example:5505/mlflow"),
+        ("http://h.example:8080/mlflow", 5505, "http://h.example:8080/mlflow"),  # the host's own port wins
+        ("http://[::1]/mlflow", 5505, "http://[::1]:5505/mlflow"),
+        ("h.example", None, "https://h.example"),
+    ],
+)
+def test_a_port_field_goes_into_the_authority_not_after_the_path(host, port, url):
+    from airflow_provider_modelreg.hooks.base import base_url_of
+
+    assert base_url_of(host, "", port=port) == url
+
+
+def test_credentials_in_the_host_are_refused_without_echoing_them(monkeypatch, happyrobot_conn):
+    hook = hook_with_extras(monkeypatch, happyrobot_conn | {"host": "https://bob:pw-in-host@api.example"}, {})
+    ok, message = hook.test_connection()
+    assert not ok and "must not hold credentials" in message and "pw-in-host" not in message

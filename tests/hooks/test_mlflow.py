@@ -5,6 +5,7 @@ tokens, dh-user-principal) checked where it exists."""
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -223,9 +224,9 @@ def test_aidp_without_workspace_still_reaches_the_registry(monkeypatch, aidp_con
 
 
 # -- plain MLflow flavour: auth from the connection ------------------------------------------------------
-def conn(extra: dict | None = None, **kwargs) -> Connection:
+def conn(extra: dict | None = None, host: str = "http://127.0.0.1:5000", **kwargs) -> Connection:
     extra_json = json.dumps(extra) if extra else None
-    return Connection(conn_id="m", conn_type="mlflow", host="http://127.0.0.1:5000", extra=extra_json, **kwargs)
+    return Connection(conn_id="m", conn_type="mlflow", host=host, extra=extra_json, **kwargs)
 
 
 def test_plain_mlflow_auth_types():
@@ -255,3 +256,31 @@ def test_mlflow_hook_builds_the_oci_client_for_an_aidp_connection(aidp_conn):
     assert client.service == "OCI AI Data Platform"
     assert client.headers["dh-user-principal"] == USER_PRINCIPAL
     assert MlflowHook.api_prefixes(c)[1].startswith("/20260430/aiDataPlatforms/")
+
+
+def test_a_host_with_a_path_and_a_port_field_reaches_the_server(monkeypatch, mlflow_server):
+    """``127.0.0.1/`` plus Port: the port goes into the authority (was ``http://127.0.0.1/:<port>``)."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_M_PORT",
+        json.dumps({"conn_type": "mlflow", "host": "127.0.0.1/", "port": urlsplit(mlflow_server.url).port}),
+    )
+    hook = mlflow_hook("m_port")
+    assert hook.client.base_url == mlflow_server.url
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert MlflowHook.client_from_connection(conn(host="h/mlflow", port=5505)).base_url == "http://h:5505/mlflow"
+
+
+def test_credentials_in_the_tracking_uri_are_basic_auth_and_shown_nowhere(monkeypatch, mlflow_server):
+    host = mlflow_server.url.replace("://", "://alice:pw%2Fin-host@")
+    monkeypatch.setenv("AIRFLOW_CONN_M_USERINFO", json.dumps({"conn_type": "mlflow", "host": host}))
+    hook = mlflow_hook("m_userinfo")
+    ok, message = hook.test_connection()
+    assert ok and message.endswith(f"at {mlflow_server.url}")
+    assert isinstance(hook.client.auth, httpx.BasicAuth)
+    request = hook.client.auth.auth_flow(httpx.Request("GET", mlflow_server.url)).__next__()
+    assert request.headers["authorization"] == httpx.BasicAuth("alice", "pw/in-host")._auth_header
+    assert "pw" not in repr(hook.client) and "pw" not in hook.run_url("1", "r")
+    with pytest.raises(ValueError, match="holds credentials") as refused:
+        MlflowHook.client_from_connection(conn(host=host, login="bob", password="other"))
+    assert "pw" not in str(refused.value)
