@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -100,6 +101,25 @@ def _rebuild_error(state: dict[str, Any]) -> ServiceError:
     err.__dict__.update(state)
     Exception.__init__(err, str(err))
     return err
+
+
+def api_path(template: str, *segments: object) -> str:
+    """A request path: each ``{}`` of ``template`` filled with one segment, percent-quoted whole.
+
+    The one place a path is built from input (ids, names, workspaces): ``/``, ``?``, ``#`` and ``%`` are
+    quoted, so ``../use-cases/x?y=1`` stays one segment and never reaches another path or query. An empty
+    segment or a bare ``.``/``..`` (which URL normalisation would resolve away) is refused, nothing sent.
+    """
+    quoted = []
+    for segment in segments:
+        text = str(segment)
+        if text in {"", ".", ".."}:
+            raise ValueError(f"a path segment must not be empty, '.' or '..' (got {text!r} for {template!r})")
+        quoted.append(quote(text, safe=""))
+    pieces = template.split("{}")
+    if len(pieces) != len(quoted) + 1:
+        raise ValueError(f"path template {template!r} takes {len(pieces) - 1} segments, got {len(quoted)}")
+    return pieces[0] + "".join(value + piece for value, piece in zip(quoted, pieces[1:], strict=True))
 
 
 @dataclass(frozen=True)

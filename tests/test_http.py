@@ -16,6 +16,7 @@ from airflow_provider_modelreg.http import (
     ServiceClient,
     ServiceError,
     SharedAsyncClient,
+    api_path,
     parse_error_body,
     parse_retry_after,
     tls_context,
@@ -270,3 +271,24 @@ def test_a_rotated_ca_bundle_is_loaded_again(tmp_path):
     os.replace(second_ca, first_ca)  # same path, new certificate and modification time
     os.utime(first_ca, ns=(os.stat(first_ca).st_atime_ns, os.stat(first_ca).st_mtime_ns + 1_000_000))
     assert tls_context(str(first_ca)) is not first
+
+
+# -- paths built from input (issue 14 item 8) ------------------------------------------------------
+def test_a_path_segment_from_input_cannot_reach_another_path_or_query():
+    path = api_path("/models/{}", "../use-cases/x?y=1")
+    assert path == "/models/..%2Fuse-cases%2Fx%3Fy%3D1"
+    client = ServiceClient(service="HappyRobot", base_url="http://api.invalid/api/v1")
+    url = client.build(ApiRequest("GET", path), client.client).url
+    assert url.raw_path == b"/api/v1/models/..%2Fuse-cases%2Fx%3Fy%3D1" and not url.query
+
+
+@pytest.mark.parametrize("segment", ["", ".", ".."])
+def test_an_empty_or_dot_segment_is_refused_before_anything_is_sent(segment):
+    with pytest.raises(ValueError, match="path segment must not be empty"):
+        api_path("/models/{}", segment)
+
+
+def test_every_hole_needs_exactly_one_segment():
+    assert api_path("/w/{}/m/{}", "a b", "c#d") == "/w/a%20b/m/c%23d"
+    with pytest.raises(ValueError, match="takes 2 segments, got 1"):
+        api_path("/w/{}/m/{}", "a")

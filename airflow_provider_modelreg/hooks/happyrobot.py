@@ -12,7 +12,7 @@ from airflow_provider_modelreg.hooks.base import (
     connection_extras,
     transport_options,
 )
-from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient
+from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, api_path
 from airflow_provider_modelreg.lifecycle import LifecycleSpec, at, first_of
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ DEFAULT_BASE_URL = "https://app.happyrobot.ai/api/v1"
 
 
 def read_model(ref: dict[str, Any]) -> ApiRequest:
-    return ApiRequest("GET", f"/models/{ref['model_id']}")
+    return ApiRequest("GET", api_path("/models/{}", ref["model_id"]))
 
 
 MODEL_LIFECYCLE = LifecycleSpec(

@@ -34,6 +34,7 @@ from airflow_provider_modelreg.http import (
     RetryPolicy,
     ServiceClient,
     ServiceError,
+    api_path,
 )
 from airflow_provider_modelreg.lifecycle import LifecycleSpec, at
 
@@ -488,10 +489,10 @@ class OCIDataPlatformMlflowHook(MlflowHook, OCIBaseHook):
         platform = extras.get("ai_data_platform_id")
         if not platform:
             raise ValueError(f"connection {conn.conn_id!r}: set ai_data_platform_id")
-        root = f"/{AIDP_API_VERSION}/aiDataPlatforms/{platform}"
+        root = api_path(f"/{AIDP_API_VERSION}/aiDataPlatforms/{{}}", platform)
         workspace = extras.get("workspace_key")
         # The registry is platform-scoped; tracking needs a workspace (checked when a tracking call is made).
-        tracking = f"{root}/workspaces/{workspace}/mlops/api/2.0/mlflow" if workspace else ""
+        tracking = api_path(f"{root}/workspaces/{{}}/mlops/api/2.0/mlflow", workspace) if workspace else ""
         return tracking, f"{root}/mlops/api/2.0/mlflow"
 
     @property

@@ -8,10 +8,9 @@ base URL (the SDK's ``NMP_BASE_URL``); there is no public default.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras, transport_options
-from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, ServiceError
+from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, ServiceError, api_path
 from airflow_provider_modelreg.lifecycle import LifecycleSpec
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.nemo import ModelEntityRef, WorkspaceRef
@@ -36,9 +35,9 @@ def models_path(workspace: str, name: str | None = None) -> str:
     """``/apis/models/v2/workspaces/{workspace}/models[/{name}]``, both checked against the name rule."""
     if name is None:
         validate_request(WorkspaceRef, {"workspace": workspace})
-        return f"{API_PREFIX}/workspaces/{quote(workspace, safe='')}/models"
+        return api_path(f"{API_PREFIX}/workspaces/{{}}/models", workspace)
     validate_request(ModelEntityRef, {"workspace": workspace, "name": name})
-    return f"{API_PREFIX}/workspaces/{quote(workspace, safe='')}/models/{quote(name, safe='')}"
+    return api_path(f"{API_PREFIX}/workspaces/{{}}/models/{{}}", workspace, name)
 
 
 def read_model(ref: Mapping[str, Any]) -> ApiRequest:

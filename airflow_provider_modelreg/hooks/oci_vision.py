@@ -6,10 +6,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from airflow_provider_modelreg.hooks.oci_base import OCIBaseHook
-from airflow_provider_modelreg.http import ApiRequest
+from airflow_provider_modelreg.http import ApiRequest, api_path
 from airflow_provider_modelreg.lifecycle import LifecycleSpec, at, first_of
 
 if TYPE_CHECKING:
@@ -24,12 +23,8 @@ RETRY_TOKEN_MAX = 64
 MAX_PAGES = 100
 
 
-def _segment(value: str) -> str:
-    return quote(str(value), safe="")
-
-
 def read_model(ref: Mapping[str, Any]) -> ApiRequest:
-    return ApiRequest("GET", f"{API}/models/{_segment(ref['model_id'])}", not_found_retries=NOT_FOUND_RETRIES)
+    return ApiRequest("GET", api_path(f"{API}/models/{{}}", ref["model_id"]), not_found_retries=NOT_FOUND_RETRIES)
 
 
 def work_request_errors(ref: Mapping[str, Any], _model: Any = None) -> ApiRequest | None:
@@ -37,7 +32,7 @@ def work_request_errors(ref: Mapping[str, Any], _model: Any = None) -> ApiReques
     work_request_id = ref.get("work_request_id")
     if not work_request_id:
         return None
-    return ApiRequest("GET", f"{API}/workRequests/{_segment(work_request_id)}/errors")
+    return ApiRequest("GET", api_path(f"{API}/workRequests/{{}}/errors", work_request_id))
 
 
 def format_work_request_errors(data: Any) -> str | None:
@@ -160,13 +155,13 @@ class OCIVisionHook(OCIBaseHook):
 
     # -- work requests ------------------------------------------------------------------------------
     def get_work_request(self, work_request_id: str) -> dict[str, Any]:
-        return self.request(ApiRequest("GET", f"{API}/workRequests/{_segment(work_request_id)}")).data
+        return self.request(ApiRequest("GET", api_path(f"{API}/workRequests/{{}}", work_request_id))).data
 
     def list_work_request_errors(self, work_request_id: str) -> list[dict[str, Any]]:
-        return list(self._paged(f"{API}/workRequests/{_segment(work_request_id)}/errors", {}))
+        return list(self._paged(api_path(f"{API}/workRequests/{{}}/errors", work_request_id), {}))
 
     def list_work_request_logs(self, work_request_id: str) -> list[dict[str, Any]]:
-        return list(self._paged(f"{API}/workRequests/{_segment(work_request_id)}/logs", {}))
+        return list(self._paged(api_path(f"{API}/workRequests/{{}}/logs", work_request_id), {}))
 
     def _paged(self, path: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         """Items of every page: OCI puts the next page's token in the ``opc-next-page`` header."""

@@ -21,3 +21,9 @@ class CreateModelRequest(RequestModel):
     train_sample_ids: Annotated[list[NonEmpty], Field(min_length=1)]
     test_sample_ids: list[NonEmpty]
     explain_tools: bool = True
+
+
+class ModelRef(RequestModel):
+    """A model's address: the path parameter of ``GET /models/{id}`` (ids are 24 characters)."""
+
+    model_id: ModelId

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, HappyRobotHook
+from airflow_provider_modelreg.models.base import InvalidRequest, validate_request
+from airflow_provider_modelreg.models.happyrobot import ModelRef
 from airflow_provider_modelreg.sensors.base import LifecycleSensor
 
 
@@ -26,4 +30,8 @@ class HappyRobotModelSensor(LifecycleSensor):
         self.model_id = model_id
 
     def resource_ref(self) -> dict[str, Any]:
-        return {"model_id": self.model_id}
+        # A bad id cannot get better on a retry: fail at once, nothing sent.
+        try:
+            return validate_request(ModelRef, {"model_id": self.model_id}).wire()
+        except InvalidRequest as exc:
+            raise AirflowFailException(str(exc)) from None

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from airflow_provider_modelreg.hooks.nemo import MODEL_SPEC_LIFECYCLE, NemoModelsHook
+from airflow_provider_modelreg.models.base import InvalidRequest, validate_request
+from airflow_provider_modelreg.models.nemo import ModelEntityRef
 from airflow_provider_modelreg.operators.nemo import redact_entity
 from airflow_provider_modelreg.sensors.base import LifecycleSensor
 
@@ -34,6 +38,11 @@ class NemoModelSpecSensor(LifecycleSensor):
 
     def resource_ref(self) -> dict[str, Any]:
         workspace = self.workspace or self.hook.default_workspace  # type: ignore[attr-defined]
+        # A name the platform refuses cannot get better on a retry: fail at once, nothing sent.
+        try:
+            validate_request(ModelEntityRef, {"workspace": workspace, "name": self.name})
+        except InvalidRequest as exc:
+            raise AirflowFailException(str(exc)) from None
         return {"workspace": workspace, "name": self.name}
 
     def to_xcom(self, resource: Any) -> Any:

@@ -90,3 +90,10 @@ def test_a_create_is_not_resent_blindly_after_an_ambiguous_failure(hook, sandbox
         hook.create_model(REQUEST)
     assert caught.value.status is None  # the connection died mid-answer
     assert len(sandbox.sandbox.state.all("happyrobot")) == 1  # created once, never resent
+
+
+def test_a_model_id_with_path_characters_stays_one_segment(hook, sandbox):
+    hook.create_model(REQUEST)
+    with pytest.raises(ServiceError) as caught:
+        hook.get_model("../models?use_case_id=uc")  # unquoted, this would list the models
+    assert caught.value.status == 404

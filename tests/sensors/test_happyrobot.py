@@ -63,3 +63,16 @@ def test_times_out_naming_the_model(run_dag, sandbox, happyrobot_conn, monkeypat
     assert result.state == "failed"
     out = capfd.readouterr().out
     assert f"model_id={model_id}" in out and "timed out" in out.lower()
+
+
+@pytest.mark.parametrize("model_id", ["../use-cases/x?y=1", "short"])
+def test_a_model_id_that_is_not_24_characters_fails_at_once_without_a_call(
+    run_dag, sandbox, happyrobot_conn, capfd, model_id
+):
+    from airflow.sdk import DAG
+
+    with DAG(f"hr_sensor_bad_id_{len(model_id)}", schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
+        HappyRobotModelSensor(task_id="wait", conn_id="hr", model_id=model_id, retries=3, poke_interval=0.1)
+    result = run_dag(dag, {"hr": happyrobot_conn})
+    assert result.state == "failed" and result.try_number("wait") == 1
+    assert "model_id: String should have at least 24 characters" in capfd.readouterr().out
