@@ -23,9 +23,10 @@ os.environ["MODELREG_EXAMPLE_POLL_SECONDS"] = "0.5"  # the example DAGs poll the
 HAPPYROBOT_KEY = "sandbox-happyrobot-key"
 
 # Service-specific fixtures live in tests/fixtures/<service>.py, one owner per file.
-pytest_plugins = sorted(
-    f"fixtures.{path.stem}" for path in (Path(__file__).parent / "fixtures").glob("*.py") if path.stem != "__init__"
-)
+pytest_plugins = [
+    "pytester",  # tests/test_pytest_plugin.py runs a user's test suite against the provider's plugin
+    *sorted(f"fixtures.{p.stem}" for p in (Path(__file__).parent / "fixtures").glob("*.py") if p.stem != "__init__"),
+]
 
 
 @pytest.fixture(scope="session")
@@ -110,25 +111,17 @@ def run_dag(airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Callable[..., 
 
 
 @pytest.fixture(scope="session")
-def sandbox_server() -> Iterator[Any]:
-    """One sandbox for the session, on a free loopback port, with fast lifecycles."""
-    from airflow_provider_modelreg.sandbox.server import SandboxServer
-
-    with SandboxServer() as server:
-        server.sandbox.state.lifecycle_seconds["*"] = 1.0
-        yield server
+def sandbox_server(modelreg_sandbox_server: Any) -> Any:
+    """The session's sandbox (the provider's own pytest plugin starts it), on a free loopback port."""
+    return modelreg_sandbox_server[0]
 
 
 @pytest.fixture
 def sandbox(sandbox_server: Any) -> Iterator[Any]:
-    """The session's sandbox, reset before each test (resources, faults, outcome rules)."""
-    sandbox_server.sandbox.state.reset()
-    sandbox_server.sandbox.faults.rules.clear()
-    sandbox_server.sandbox.faults.injected.clear()
-    sandbox_server.sandbox.state.lifecycle_seconds.clear()
-    sandbox_server.sandbox.state.lifecycle_seconds["*"] = 1.0
-    sandbox_server.sandbox.state.happyrobot_api_keys = {HAPPYROBOT_KEY}
-    sandbox_server.sandbox.state.nemo_tokens = set()
+    """The session's sandbox, reset before each test (resources, faults, outcome rules, fast lifecycles)."""
+    from airflow_provider_modelreg.pytest_plugin import reset_sandbox
+
+    reset_sandbox(sandbox_server)
     yield sandbox_server
 
 

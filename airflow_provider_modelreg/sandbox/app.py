@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from airflow_provider_modelreg.sandbox.faults import FaultInjector, FaultRule
+from airflow_provider_modelreg.sandbox.persistence import load_state, save_state
 from airflow_provider_modelreg.sandbox.state import OutcomeRule, SandboxState, public, request_id
 
 # Each module has ``router(state) -> APIRouter`` serving one service at its real paths.
@@ -18,14 +21,27 @@ SERVICE_MODULES = ["happyrobot", "nemo", "oci_vision", "mlflow"]
 class Sandbox:
     """The state, the fault injector and the ASGI app, kept together so tests can reach all three."""
 
-    def __init__(self, state: SandboxState | None = None, faults: list[FaultRule] | None = None) -> None:
+    def __init__(
+        self,
+        state: SandboxState | None = None,
+        faults: list[FaultRule] | None = None,
+        *,
+        state_file: str | Path | None = None,
+    ) -> None:
         self.state = state or SandboxState()
+        # With a state file, what the sandbox knows is loaded from it now and written to it after every
+        # request that may change it (any method but GET/HEAD), so a restart under a deployment forgets nothing.
+        self.state_file = Path(state_file).expanduser() if state_file else None
+        if self.state_file is not None:
+            load_state(self.state_file, self.state)
         api = FastAPI(
             title="airflow-provider-modelreg sandbox",
             docs_url="/_sandbox/docs",
             openapi_url="/_sandbox/openapi.json",
         )
         api.add_middleware(BaseHTTPMiddleware, dispatch=_add_request_id)
+        if self.state_file is not None:
+            api.add_middleware(BaseHTTPMiddleware, dispatch=self._save_after_change)
         # A service module may define ``view(state, record)``: how the admin listing shows a resource now.
         self.views: dict[str, Any] = {}
         for name in SERVICE_MODULES:
@@ -36,6 +52,17 @@ class Sandbox:
         _add_admin_routes(api, self)
         self.faults = FaultInjector(api, faults)
         self.app = self.faults
+
+    def save(self) -> None:
+        """Write the state file now (no-op without one)."""
+        if self.state_file is not None:
+            save_state(self.state, self.state_file)
+
+    async def _save_after_change(self, request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        if request.method not in ("GET", "HEAD"):
+            await asyncio.to_thread(self.save)
+        return response
 
 
 async def _add_request_id(request: Request, call_next: Any) -> Any:
@@ -87,6 +114,12 @@ def _add_admin_routes(api: FastAPI, sandbox: Sandbox) -> None:
         state.nemo_tokens.update(body.get("nemo_tokens", []))
         state.extra.update(body.get("extra", {}))  # service knobs, e.g. "oci_vision.not_found_seconds"
         return {"lifecycle_seconds": state.lifecycle_seconds}
+
+    @api.delete("/_sandbox/nemo-tokens")
+    async def nemo_auth_off() -> dict[str, Any]:
+        """Forget every NeMo token: auth is off again, as on a platform installed without it."""
+        state.nemo_tokens.clear()
+        return {"nemo_auth": "off"}
 
     @api.get("/_sandbox/resources")
     async def resources(service: str | None = None) -> dict[str, Any]:
