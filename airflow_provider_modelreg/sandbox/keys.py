@@ -60,4 +60,6 @@ def sandbox_connections(url: str, key_file: str) -> dict[str, dict[str, object]]
             "extra": oci | {"ai_data_platform_id": "ocid1.aidataplatform.oc1..sandbox", "workspace_key": "sandbox"},
         },
         "nemo_default": {"conn_type": "nemo_platform", "host": url},
+        # the open-source MLflow flavour (no auth), at /api/2.0/mlflow/ as on a real tracking server
+        "mlflow_default": {"conn_type": "mlflow", "host": url},
     }

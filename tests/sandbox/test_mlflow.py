@@ -96,7 +96,7 @@ def test_run_search_filters_by_tag_and_pages(hook):
     assert len(first["runs"]) == 2 and first["next_page_token"]
     assert len(hook.search_runs([experiment_id])) == 3  # follows the page token
     unsupported = error_of(
-        lambda: post(hook, f"{WS}/runs/search", {"experiment_ids": [experiment_id], "filter": "metrics.m > 1"})
+        lambda: post(hook, f"{WS}/runs/search", {"experiment_ids": [experiment_id], "filter": "metrics.m >> 1"})
     )
     assert unsupported.code == "InvalidParameter"
 
