@@ -64,6 +64,12 @@ TRANSPORT_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Requests in flight at once from all deferred waits on this connection in one "
         "triggerer (default 10); raise it for a slow host with many waits.",
     },
+    "requests_per_second": {
+        "label": "Requests per second to this host",
+        "schema": {"type": ["number", "null"], "minimum": 0.01},
+        "description": "Budget shared by every wait, sync poll and create in one process (default 20; "
+        "loopback hosts uncapped); a 429 slows them all.",
+    },
 }
 
 OCI_CREDENTIAL_FIELDS: dict[str, dict[str, Any]] = {

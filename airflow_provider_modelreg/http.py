@@ -7,6 +7,7 @@ the sync hooks and the async triggers differ only in which httpx client sends (s
 from __future__ import annotations
 
 import asyncio
+import copy
 import email.utils
 import functools
 import hashlib
@@ -16,6 +17,7 @@ import os
 import random
 import re
 import ssl
+import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -43,6 +45,74 @@ NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.Connec
 # (benchmarks/README.md, "Pool sizing"). 10 allow ~200 polls/s per host at 50 ms a poll; a connection's
 # ``max_connections`` extra raises it for a slow host with many waits.
 MAX_IN_FLIGHT_PER_HOST = 10
+# Default request budget per host and process (the ``requests_per_second`` extra): waits, sync polls and
+# creates all draw on it. None of the five services documents a limit; OCI's published per-tenancy
+# throttles are tens of requests per second per API, so the default stays well under that.
+DEFAULT_REQUESTS_PER_SECOND = 20.0
+
+
+class RequestBudget:
+    """A token bucket for one host and rate, shared by every client of the process (threads, event loops).
+
+    ``reserve()`` books the next send and says how long to wait first (GCRA: a burst of ``rate`` sends is
+    banked, then one every ``1/rate`` s). A 429 that still comes pauses the whole bucket for its
+    ``Retry-After`` (1 s without one) and halves the rate, which climbs back by a twentieth of the cap per
+    second: every sender to the host slows down, not only the one that drew it.
+    """
+
+    _registry: dict[tuple[str, float], RequestBudget] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, rate: float) -> None:
+        self.cap = float(rate)
+        self.rate = float(rate)
+        self.burst = max(1.0, float(rate))
+        self.throttled = 0
+        self._tat = 0.0  # theoretical arrival time of the next send
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_host(cls, host: str, rate: float) -> RequestBudget:
+        with cls._registry_lock:
+            budget = cls._registry.get((host, rate))
+            if budget is None:
+                budget = cls._registry[(host, rate)] = cls(rate)
+            return budget
+
+    def _tolerance(self) -> float:
+        return (self.burst - 1.0) / self.rate
+
+    def reserve(self, now: float | None = None) -> float:
+        """Seconds to wait before sending (0 when the budget has room); the send is booked either way."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self.rate < self.cap:
+                self.rate = min(self.cap, self.rate + self.cap / 20 * max(0.0, now - self._last))
+            self._last = now
+            tat = max(self._tat, now)
+            self._tat = tat + 1.0 / self.rate
+            return max(0.0, tat - now - self._tolerance())
+
+    def slow_down(self, retry_after: float | None, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self.throttled += 1
+            self.rate = max(self.cap / 64, self.rate / 2)
+            self._last = now
+            pause = retry_after if retry_after is not None else 1.0
+            self._tat = max(self._tat, now + pause + self._tolerance())
+
+
+def budget_for(base_url: str, requests_per_second: float | None) -> RequestBudget | None:
+    """The budget of a base URL's host: the given rate; by default DEFAULT_REQUESTS_PER_SECOND, except for
+    loopback hosts (the sandbox, local test servers), which are not capped unless a rate is given."""
+    url = httpx.URL(base_url)
+    if requests_per_second is None:
+        if url.host in {"127.0.0.1", "localhost", "::1"}:
+            return None
+        requests_per_second = DEFAULT_REQUESTS_PER_SECOND
+    return RequestBudget.for_host(url.netloc.decode("ascii"), float(requests_per_second))
 
 
 def user_agent() -> str:
@@ -339,6 +409,7 @@ class ServiceClient:
         timeout: float = 30.0,
         verify: bool | str = True,
         max_connections: int = MAX_IN_FLIGHT_PER_HOST,
+        requests_per_second: float | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -349,6 +420,7 @@ class ServiceClient:
         self.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         self.verify = verify
         self.max_connections = max_connections
+        self.budget = budget_for(self.base_url, requests_per_second)
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._client: httpx.Client | None = None
@@ -398,6 +470,13 @@ class ServiceClient:
             self.max_connections,
         )
         return digest(repr(parts))
+
+    def twin(self) -> ServiceClient:
+        """A copy with its own borrow of the shared async client (give it back with ``aclose``)."""
+        other = copy.copy(self)
+        other._client = None
+        other._shared = None
+        return other
 
     def close(self) -> None:
         if self._client is not None:
@@ -458,15 +537,23 @@ class ServiceClient:
         return error, wait
 
     # -- senders -----------------------------------------------------------------------------------
+    def _note(self, outcome: httpx.Response | Exception) -> None:
+        """A 429 slows every sender to this host (the shared budget), not only this request's retry."""
+        if self.budget is not None and isinstance(outcome, httpx.Response) and outcome.status_code == 429:
+            self.budget.slow_down(parse_retry_after(outcome.headers.get("retry-after")))
+
     def request(self, req: ApiRequest) -> ApiResponse:
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
+            if self.budget is not None and (pause := self.budget.reserve()) > 0:
+                self._sleep(pause)
             try:
                 outcome: httpx.Response | Exception = self.client.send(self.build(req, self.client))
             except httpx.HTTPError as exc:
                 outcome = exc
+            self._note(outcome)
             error, wait = self._decide(req, attempt, started, outcome)
             if error is None:
                 assert isinstance(outcome, httpx.Response)
@@ -480,11 +567,14 @@ class ServiceClient:
         attempt = 0
         while True:
             attempt += 1
+            if self.budget is not None and (pause := self.budget.reserve()) > 0:
+                await asyncio.sleep(pause)
             shared = self._shared_async()
             try:
                 outcome: httpx.Response | Exception = await shared.send(self.build(req, shared.client))
             except httpx.HTTPError as exc:
                 outcome = exc
+            self._note(outcome)
             error, wait = self._decide(req, attempt, started, outcome)
             if error is None:
                 assert isinstance(outcome, httpx.Response)

@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_modelreg import coalesce
 from airflow_provider_modelreg.http import ApiRequest, ServiceClient, ServiceError
 
 if TYPE_CHECKING:
+    from airflow_provider_modelreg.coalesce import ListRead
     from airflow_provider_modelreg.hooks.base import ModelRegHook
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ class LifecycleSpec:
     # An extra read on failure whose answer explains it better (OCI work-request errors).
     failure_details: Callable[[Mapping[str, Any], Any], ApiRequest | None] | None = None
     format_details: Callable[[Any], str | None] = field(default=lambda _data: None)
+    # How deferred waits on one triggerer share one paged list read (coalesce.py); None: each reads alone.
+    list_read: ListRead | None = None
 
     def describe(self, ref: Mapping[str, Any]) -> str:
         return f"{self.noun} " + ", ".join(f"{k}={v}" for k, v in ref.items())
@@ -230,8 +234,19 @@ class LifecycleTrigger(BaseTrigger):
             if self._client is None:
                 self._client = await spec.hook_class().aclient_for(self.conn_id)
             client = self._client
+            seen: Any = None
             while True:
-                obs = waiter.evaluate((await client.arequest(spec.read(self.ref))).data)
+                # One list serves every wait of its group where the spec says how (coalesce.py).
+                data = await coalesce.aread(
+                    client,
+                    spec,
+                    self.ref,
+                    previous=seen,
+                    poll_interval=self.poll_interval,
+                    final=time.time() >= self.end_time,
+                )
+                obs = waiter.evaluate(data)
+                seen = obs.resource
                 if obs.outcome == "success":
                     yield TriggerEvent({"status": "success", "state": obs.state, "ref": self.ref})
                     return

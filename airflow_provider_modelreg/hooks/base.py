@@ -96,6 +96,12 @@ def transport_options(
         "verify": verify,
         "retry": policy,
         "max_connections": _extra_number(extras, "max_connections", int, minimum=1, default=MAX_IN_FLIGHT_PER_HOST),
+        "requests_per_second": (
+            _extra_number(extras, "requests_per_second", float, minimum=0.01)
+            if "requests_per_second" in extras
+            # None: the default budget (http.budget_for)
+            else None
+        ),
     }
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_modelreg.coalesce import ListRead, one_page
 from airflow_provider_modelreg.hooks.base import (
     ModelRegHook,
     base_url_of,
@@ -27,6 +28,13 @@ def read_model(ref: dict[str, Any]) -> ApiRequest:
     return ApiRequest("GET", api_path("/models/{}", ref["model_id"]))
 
 
+def _list_group(_ref: Mapping[str, Any], model: Any) -> tuple[str, str] | None:
+    # Models of one use case in one status: known once the wait has read its model.
+    if isinstance(model, Mapping) and model.get("use_case_id") and model.get("status") in ("pending", "training"):
+        return str(model["use_case_id"]), str(model["status"])
+    return None
+
+
 MODEL_LIFECYCLE = LifecycleSpec(
     key="airflow_provider_modelreg.hooks.happyrobot:MODEL_LIFECYCLE",
     hook="airflow_provider_modelreg.hooks.happyrobot:HappyRobotHook",
@@ -38,6 +46,14 @@ MODEL_LIFECYCLE = LifecycleSpec(
     in_progress=frozenset({"pending", "training"}),
     # No failure field is documented; these are the names HappyRobot's error bodies and peers use.
     reason=first_of("error", "failure_reason", "status_message", "message"),
+    list_read=ListRead(
+        group=_list_group,
+        request=lambda g: ApiRequest("GET", "/models", params={"use_case_id": g[0], "status": g[1]}),
+        member=lambda ref: str(ref["model_id"]),
+        item_id=at("id"),
+        paging=one_page("data"),
+        keep=("id", "status", "use_case_id"),
+    ),
 )
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
+from airflow_provider_modelreg.coalesce import ListRead, body_token
 from airflow_provider_modelreg.hooks.base import (
     ModelRegHook,
     base_url_of,
@@ -110,6 +111,19 @@ def _unwrap(key: str) -> Any:
     return unwrap
 
 
+def _versions_group(ref: Mapping[str, Any], _version: Any) -> tuple[str, str] | None:
+    # Every version of one registered model (the search filters by name, not by status).
+    try:
+        return str(ref["api"]), quote_filter_value(str(ref["name"]))
+    except ValueError:
+        return None
+
+
+def _search_versions(group: tuple[str, str]) -> ApiRequest:
+    params = {"filter": f"name={group[1]}", "max_results": SEARCH_PAGE_SIZE}
+    return ApiRequest("GET", f"{group[0]}/model-versions/search", params=params)
+
+
 MODEL_VERSION_LIFECYCLE = MlflowLifecycleSpec(
     key="airflow_provider_modelreg.hooks.mlflow:MODEL_VERSION_LIFECYCLE",
     # MlflowHook builds the client of either flavour from the connection's type (see client_from_connection).
@@ -122,6 +136,14 @@ MODEL_VERSION_LIFECYCLE = MlflowLifecycleSpec(
     in_progress=frozenset({"PENDING_REGISTRATION"}),
     reason=at("status_message"),
     unwrap=_unwrap("model_version"),
+    list_read=ListRead(
+        group=_versions_group,
+        request=_search_versions,
+        member=lambda ref: str(ref["version"]),
+        item_id=at("version"),
+        paging=body_token("next_page_token", "page_token", "model_versions"),
+        keep=("name", "version", "status"),
+    ),
 )
 
 RUN_LIFECYCLE = MlflowLifecycleSpec(

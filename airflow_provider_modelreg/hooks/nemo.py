@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_modelreg.coalesce import ListRead, page_numbers
 from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras, transport_options
 from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, ServiceError, api_path
-from airflow_provider_modelreg.lifecycle import LifecycleSpec
+from airflow_provider_modelreg.lifecycle import LifecycleSpec, at
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.nemo import ModelEntityRef, WorkspaceRef
 
@@ -70,6 +71,15 @@ MODEL_SPEC_LIFECYCLE = LifecycleSpec(
     # wait's timeout ends it (the platform's jobs API would tell more).
     failure=frozenset(),
     in_progress=frozenset({AWAITING_SPEC, AWAITING_FILESET}),
+    # Every entity of the workspace (the list cannot filter on a null spec), 1000 a page.
+    list_read=ListRead(
+        group=lambda ref, _entity: (str(ref["workspace"]),),
+        request=lambda g: ApiRequest("GET", models_path(g[0]), params={"page": 1, "page_size": 1000}),
+        member=lambda ref: str(ref["name"]),
+        item_id=at("name"),
+        paging=page_numbers("page", at("pagination.total_pages"), "data"),
+        keep=("name", "spec", "fileset"),
+    ),
 )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_modelreg.coalesce import ListRead, header_token
 from airflow_provider_modelreg.hooks.oci_base import OCIBaseHook
 from airflow_provider_modelreg.http import ApiRequest, api_path
 from airflow_provider_modelreg.lifecycle import LifecycleSpec, at, first_of
@@ -47,6 +48,20 @@ def format_work_request_errors(data: Any) -> str | None:
     return "work request errors: " + "; ".join(texts) if texts else None
 
 
+def _list_group(_ref: Mapping[str, Any], model: Any) -> tuple[str, str, str] | None:
+    # Models of one compartment and project in one state: known once the wait has read its model.
+    if not isinstance(model, Mapping) or model.get("lifecycleState") not in ("CREATING", "UPDATING"):
+        return None
+    if not model.get("compartmentId") or not model.get("projectId"):
+        return None
+    return str(model["compartmentId"]), str(model["projectId"]), str(model["lifecycleState"])
+
+
+def _list_models(group: tuple[str, str, str]) -> ApiRequest:
+    params = {"compartmentId": group[0], "projectId": group[1], "lifecycleState": group[2], "limit": 1000}
+    return ApiRequest("GET", f"{API}/models", params=params)
+
+
 MODEL_LIFECYCLE = LifecycleSpec(
     key="airflow_provider_modelreg.hooks.oci_vision:MODEL_LIFECYCLE",
     hook="airflow_provider_modelreg.hooks.oci_vision:OCIVisionHook",
@@ -60,6 +75,14 @@ MODEL_LIFECYCLE = LifecycleSpec(
     reason=first_of("lifecycleDetails"),
     failure_details=work_request_errors,
     format_details=format_work_request_errors,
+    list_read=ListRead(
+        group=_list_group,
+        request=_list_models,
+        member=lambda ref: str(ref["model_id"]),
+        item_id=at("id"),
+        paging=header_token("opc-next-page", "page", "items"),
+        keep=("id", "lifecycleState", "compartmentId", "projectId"),
+    ),
 )
 
 

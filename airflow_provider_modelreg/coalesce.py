@@ -1,0 +1,248 @@
+"""Coalesced reads: one paged list serves every deferred wait it covers.
+
+Waits in one triggerer (one event loop) for resources of one kind, on one connection, share reads where the
+service lists with filters: a spec's :class:`ListRead` says which list covers a wait (its *group*, from the
+reference and the resource last seen), how to ask for that list and how to page through it. A wait that
+polls asks its group; if a list of the group was fetched (or started) within a quarter of the wait's own
+poll interval it is used, otherwise the wait starts one and every wait asking meanwhile joins it.
+
+What makes the results identical to individual reads:
+
+* a list answer serves only *in-progress* observations; a resource missing from the list, or shown in any
+  other state, is read on its own, so every success, failure (with its reason and details) and unknown
+  state comes from the resource's own read;
+* the read at or after a wait's deadline goes alone, so a timeout names the state an own read saw;
+* a list that fails (any error, bad shape, too many pages) falls back to own reads, whose errors are then
+  the wait's own, as without coalescing;
+* a group with fewer waits than its list has pages reads alone (a list would cost more than it saves).
+
+Each wait keeps its own poll interval and deadline (the trigger's loop is unchanged); nothing here is
+serialised with a trigger, so a trigger still serialises to primitives and can run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_modelreg.http import ApiRequest, ApiResponse, ServiceClient
+
+if TYPE_CHECKING:
+    from airflow_provider_modelreg.lifecycle import LifecycleSpec
+
+log = logging.getLogger(__name__)
+
+# A list serves a wait when it started at most this fraction of the wait's poll interval ago: about four
+# lists per poll interval per group, each wait seeing its resource at most a quarter interval late.
+FRESHNESS = 0.25
+# More pages than this: the list is not worth it (own reads instead).
+MAX_PAGES = 50
+# After a failed list, the group reads alone for this many of its poll intervals.
+FAILURE_PAUSE_INTERVALS = 1.0
+
+
+# -- paging styles -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Paging:
+    """How one service pages a list: the items of a page, and the request of the next page (or None)."""
+
+    items: Callable[[ApiResponse], list[Any]]
+    next: Callable[[ApiRequest, ApiResponse], ApiRequest | None]
+
+
+def _items_at(key: str | None) -> Callable[[ApiResponse], list[Any]]:
+    def items(response: ApiResponse) -> list[Any]:
+        # A bare array, or the array under ``key`` (HappyRobot answers either).
+        return response.json_list(key if isinstance(response.data, Mapping) else None)
+
+    return items
+
+
+def _with_param(req: ApiRequest, name: str, value: Any) -> ApiRequest:
+    return ApiRequest(req.method, req.path, params={**(req.params or {}), name: value}, headers=req.headers)
+
+
+def header_token(header: str, param: str, items_key: str | None = None) -> Paging:
+    """OCI: the next page's token in a response header, sent back as a query parameter."""
+
+    def next_page(req: ApiRequest, response: ApiResponse) -> ApiRequest | None:
+        token = response.headers.get(header)
+        return _with_param(req, param, token) if token else None
+
+    return Paging(_items_at(items_key), next_page)
+
+
+def body_token(token_field: str, param: str, items_key: str) -> Paging:
+    """MLflow: the next page's token in the answer's body."""
+
+    def next_page(req: ApiRequest, response: ApiResponse) -> ApiRequest | None:
+        token = response.data.get(token_field) if isinstance(response.data, Mapping) else None
+        return _with_param(req, param, token) if token else None
+
+    return Paging(_items_at(items_key), next_page)
+
+
+def page_numbers(param: str, total_pages: Callable[[Any], Any], items_key: str) -> Paging:
+    """NeMo: numbered pages and a page count in the answer."""
+
+    def next_page(req: ApiRequest, response: ApiResponse) -> ApiRequest | None:
+        page = int((req.params or {}).get(param) or 1)
+        try:
+            total = int(total_pages(response.data) or 0)
+        except (TypeError, ValueError):
+            total = 0
+        if page >= total or not _items_at(items_key)(response):
+            return None
+        return _with_param(req, param, page + 1)
+
+    return Paging(_items_at(items_key), next_page)
+
+
+def one_page(items_key: str | None = None) -> Paging:
+    """HappyRobot: the whole list in one answer."""
+    return Paging(_items_at(items_key), lambda _req, _response: None)
+
+
+@dataclass(frozen=True)
+class ListRead:
+    """How a spec's resources are read in bulk.
+
+    ``group(ref, resource)``: which list covers this wait, from its reference and the resource it last saw
+    (None before the first read); None means the wait reads alone. ``request(group)``: the list's first
+    page. ``member(ref)``: the wait's id in the list; ``item_id(item)``: an item's id. ``keep``: the item
+    fields worth keeping between polls (the state, the fields ``group`` reads), so a snapshot of 10,000
+    items stays small; None keeps whole items.
+    """
+
+    group: Callable[[Mapping[str, Any], Any], Hashable | None]
+    request: Callable[[Any], ApiRequest]
+    member: Callable[[Mapping[str, Any]], str]
+    item_id: Callable[[Any], Any]
+    paging: Paging
+    keep: tuple[str, ...] | None = None
+
+
+# -- the coalescer ---------------------------------------------------------------------------------------
+@dataclass
+class _Group:
+    items: dict[str, Any] | None = None
+    fetched_at: float = float("-inf")
+    inflight: asyncio.Future[dict[str, Any] | None] | None = None
+    inflight_started: float = float("-inf")
+    pages: int = 1
+    # member -> until when it counts as a wait of this group (two of its poll intervals after its last ask)
+    askers: dict[str, float] = field(default_factory=dict)
+    failed_until: float = float("-inf")
+    lists: int = 0
+
+
+_groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], _Group]] = (
+    weakref.WeakKeyDictionary()
+)
+# Counters for tests and benchmarks: list pages fetched, waits served by a list, own reads.
+stats = {"list_pages": 0, "served": 0, "alone": 0}
+
+
+async def aread(
+    client: ServiceClient,
+    spec: LifecycleSpec,
+    ref: Mapping[str, Any],
+    *,
+    previous: Any,
+    poll_interval: float,
+    final: bool,
+) -> Any:
+    """The resource's data for one poll of one wait: from its group's list when that serves, else its own read.
+
+    ``previous`` is the resource this wait saw last (None at first); ``final`` says this read is at or after
+    the wait's deadline (it then goes alone).
+    """
+    lr: ListRead | None = getattr(spec, "list_read", None)
+    key = None if lr is None or final else lr.group(ref, previous)
+    if lr is None or key is None:
+        return await _alone(client, spec, ref)
+    loop = asyncio.get_running_loop()
+    groups = _groups.setdefault(loop, {})
+    gkey = (spec.key, client.share_key(), key)
+    group = groups.get(gkey)
+    if group is None:
+        group = groups[gkey] = _Group()
+    now = loop.time()
+    member = lr.member(ref)
+    group.askers[member] = now + 2 * poll_interval
+    if now < group.failed_until or len(group.askers) < group.pages:
+        return await _alone(client, spec, ref)
+    max_age = poll_interval * FRESHNESS
+    if group.items is not None and now - group.fetched_at <= max_age:
+        snapshot: dict[str, Any] | None = group.items
+    else:
+        if group.inflight is None or now - group.inflight_started > max_age:
+            group.inflight_started = now
+            group.inflight = asyncio.ensure_future(_fetch(client, spec, lr, key, group, poll_interval, groups, gkey))
+        snapshot = await asyncio.shield(group.inflight)
+    item = None if snapshot is None else snapshot.get(member)
+    if item is None:
+        return await _alone(client, spec, ref)
+    stats["served"] += 1
+    return item
+
+
+async def _alone(client: ServiceClient, spec: LifecycleSpec, ref: Mapping[str, Any]) -> Any:
+    stats["alone"] += 1
+    return (await client.arequest(spec.read(ref))).data
+
+
+async def _fetch(
+    client: ServiceClient,
+    spec: LifecycleSpec,
+    lr: ListRead,
+    key: Any,
+    group: _Group,
+    poll_interval: float,
+    groups: dict[tuple[Any, ...], _Group],
+    gkey: tuple[Any, ...],
+) -> dict[str, Any] | None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    # Its own borrow of the shared pool: the wait that started this list may end before it does.
+    fetcher = client.twin()
+    try:
+        items: dict[str, Any] = {}
+        req: ApiRequest | None = lr.request(key)
+        pages = 0
+        while req is not None:
+            pages += 1
+            if pages > MAX_PAGES:
+                raise RuntimeError(f"more than {MAX_PAGES} pages")
+            response = await fetcher.arequest(req)
+            stats["list_pages"] += 1
+            for item in lr.paging.items(response):
+                if spec.state(spec.unwrap(item)) not in spec.in_progress:
+                    continue  # any other state is read on its own
+                ident = lr.item_id(item)
+                if ident is not None:
+                    kept = item if lr.keep is None else {k: item[k] for k in lr.keep if k in item}
+                    items[str(ident)] = kept
+            req = lr.paging.next(req, response)
+    except Exception as exc:  # never a wait's outcome: own reads answer instead
+        log.warning("%s: listing %r failed, reading one by one for now: %s", spec.noun, key, exc)
+        group.failed_until = loop.time() + poll_interval * FAILURE_PAUSE_INTERVALS
+        group.items = None
+        return None
+    finally:
+        await fetcher.aclose()
+    group.items, group.fetched_at, group.pages = items, started, pages
+    group.lists += 1
+    _prune(group, loop.time())
+    if not group.askers:
+        groups.pop(gkey, None)
+    return items
+
+
+def _prune(group: _Group, now: float) -> None:
+    for member in [m for m, until in group.askers.items() if until < now]:
+        del group.askers[member]

@@ -1,0 +1,133 @@
+"""Coalesced reads: one list serves many deferred waits, with the outcomes individual reads give."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+
+from airflow_provider_modelreg import coalesce, lifecycle
+from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, HappyRobotHook
+from airflow_provider_modelreg.http import ServiceClient
+from airflow_provider_modelreg.lifecycle import LifecycleTrigger, resolve_spec
+from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
+from airflow_provider_modelreg.sandbox.faults import FaultRule
+from airflow_provider_modelreg.sandbox.state import OutcomeRule
+
+
+def create_batch(tag: str) -> dict[str, str]:
+    """Models that succeed, fail with a reason, or outlive their wait, in two use cases; plus a missing one."""
+    hook = HappyRobotHook(conn_id="hr")
+    kinds = {}
+    for i in range(12):
+        use_case = "uc-a" if i % 2 else "uc-b"
+        name = f"{tag}-{'doomed' if i % 4 == 3 else 'ok'}-{i}"
+        request = CreateModelRequest(
+            use_case_id=use_case, name=name, from_model_id="d" * 24, train_sample_ids=["s"], test_sample_ids=[]
+        )
+        kinds[hook.create_model(request)["id"]] = f"{i}"
+    kinds["f" * 24] = "missing"
+    return kinds
+
+
+def triggers_for(batch: dict[str, str]) -> list[tuple[str, LifecycleTrigger]]:
+    now = time.time()
+    out = []
+    for model_id, label in batch.items():
+        # Every third wait times out long before its model is done (lifecycle 2 s).
+        short = label != "missing" and int(label) % 3 == 0
+        end_time = now + (0.5 if short else 30)
+        out.append(
+            (
+                label,
+                LifecycleTrigger(
+                    spec=MODEL_LIFECYCLE.key,
+                    conn_id="hr",
+                    ref={"model_id": model_id},
+                    poll_interval=0.1 + 0.02 * (hash(label) % 3),  # each wait its own interval
+                    end_time=end_time,
+                ),
+            )
+        )
+    return out
+
+
+async def run_all(pairs: list[tuple[str, LifecycleTrigger]]) -> dict[str, dict[str, Any]]:
+    async def one(label: str, trigger: LifecycleTrigger) -> tuple[str, dict[str, Any]]:
+        try:
+            async for event in trigger.run():
+                return label, event.payload
+        finally:
+            await trigger.cleanup()
+        raise AssertionError("no event")
+
+    return dict(await asyncio.gather(*(one(label, t) for label, t in pairs)))
+
+
+def normalised(events: dict[str, dict[str, Any]], batch: dict[str, str]) -> dict[str, Any]:
+    text = json.dumps(events, sort_keys=True)
+    for model_id, label in batch.items():
+        text = text.replace(model_id, f"<{label}>")
+    return json.loads(re.sub(r"request id: [0-9A-Fa-f-]+", "request id: <id>", text))  # ids differ per request
+
+
+@pytest.mark.integration
+def test_coalesced_and_individual_reads_give_every_wait_the_same_outcome(sandbox, monkeypatch, happyrobot_conn):
+    monkeypatch.setenv("AIRFLOW_CONN_HR", json.dumps(happyrobot_conn))
+    state = sandbox.sandbox.state
+    state.lifecycle_seconds["happyrobot"] = 2.0
+    state.outcome_rules.append(OutcomeRule(service="happyrobot", match="doomed", reason="bad labels"))
+    sends = [0]
+    original = ServiceClient.arequest
+
+    async def counted(self: ServiceClient, req: Any) -> Any:
+        sends[0] += 1
+        return await original(self, req)
+
+    monkeypatch.setattr(ServiceClient, "arequest", counted)
+
+    def run(mode: str) -> tuple[dict[str, Any], int, dict[str, int]]:
+        batch = create_batch(mode)
+        sends[0] = 0
+        before = dict(coalesce.stats)
+        events = asyncio.run(run_all(triggers_for(batch)))
+        return normalised(events, batch), sends[0], {k: coalesce.stats[k] - before[k] for k in before}
+
+    coalesced, coalesced_sends, coalesced_stats = run("co")
+    individual_spec = dataclasses.replace(MODEL_LIFECYCLE, list_read=None)
+    monkeypatch.setattr(
+        lifecycle, "resolve_spec", lambda key: individual_spec if key == MODEL_LIFECYCLE.key else resolve_spec(key)
+    )
+    individual, individual_sends, individual_stats = run("in")
+
+    assert coalesced == individual
+    statuses = sorted(e["status"] for e in individual.values())
+    assert statuses.count("success") == 6 and statuses.count("failure") == 2
+    assert statuses.count("timeout") == 4 and statuses.count("error") == 1
+    assert all(
+        e["message"].endswith("ended failed: bad labels") for e in individual.values() if e["status"] == "failure"
+    )
+    assert individual_stats["served"] == 0 and individual_stats["list_pages"] == 0
+    assert coalesced_stats["served"] > coalesced_stats["list_pages"] > 0
+    assert coalesced_sends < individual_sends
+
+
+@pytest.mark.integration
+def test_a_failing_list_falls_back_to_own_reads(sandbox, monkeypatch, happyrobot_conn):
+    monkeypatch.setenv("AIRFLOW_CONN_HR", json.dumps(happyrobot_conn | {"extra": {"retry_max_attempts": 1}}))
+    sandbox.sandbox.state.lifecycle_seconds["happyrobot"] = 1.0
+    sandbox.sandbox.faults.rules.append(
+        FaultRule(kind="status", status=500, method="GET", path="^/api/v1/models$", count=None)
+    )
+    batch = create_batch("fb")
+    batch.pop("f" * 24)
+    before = dict(coalesce.stats)
+    pairs = [(label, t) for label, t in triggers_for(batch) if int(label) % 3 and int(label) % 4 != 3]
+    events = asyncio.run(run_all(pairs))
+    assert {e["status"] for e in events.values()} == {"success"}
+    assert coalesce.stats["served"] == before["served"]
