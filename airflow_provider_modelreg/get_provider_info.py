@@ -160,6 +160,11 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             "workspace": _text(
                 "Default workspace", "Workspace used when a task gives none, and listed by Test connection.", "default"
             ),
+            "name_rule": _text(
+                "Name rule",
+                "Empty: today's platform rule (nemo-platform 0.4.0 and later). 0.3: the looser rule of platforms "
+                "before 0.4.0.",
+            ),
             **TRANSPORT_FIELDS,
         },
         "ui-field-behaviour": {

@@ -36,7 +36,7 @@ with DAG(
         conn_id="nemo_default",
         workspace="{{ params.workspace }}",
         # One entity per run: the name carries the run's date, so a weekly run never collides with the last.
-        name="{{ params.model_name }}-{{ dag_run.run_after | ts_nodash }}",
+        name="{{ params.model_name }}-{{ dag_run.run_after | ts_nodash | lower }}",  # the platform refuses upper case
         project="{{ params.project }}",
         description="Full-weight SFT of {{ params.base_model }}, registered by {{ dag.dag_id }}",
         fileset="{{ params.fileset }}",

@@ -33,7 +33,7 @@ with DAG(
     register_entity = NemoCreateModelOperator(
         task_id="register_model_entity",
         workspace="{{ params.workspace }}",
-        name="support-llm-{{ dag_run.run_after | ts_nodash }}",
+        name="support-llm-{{ dag_run.run_after | ts_nodash | lower }}",  # the platform refuses upper case
         fileset="{{ params.fileset }}",
         base_model="{{ params.base_model }}",
         description="LoRA fine-tune of {{ params.base_model }} on support transcripts",

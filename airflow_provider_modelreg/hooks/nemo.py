@@ -14,7 +14,7 @@ from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, conn
 from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, ServiceError, api_path
 from airflow_provider_modelreg.lifecycle import LifecycleSpec, at
 from airflow_provider_modelreg.models.base import validate_request
-from airflow_provider_modelreg.models.nemo import ModelEntityRef, WorkspaceRef
+from airflow_provider_modelreg.models.nemo import LEGACY, ModelEntityRef, WorkspaceRef
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 # The platform's own default workspace name.
 DEFAULT_WORKSPACE = "default"
 API_PREFIX = "/apis/models/v2"
+LEGACY_RULE = {"name_rule": LEGACY}
 
 SPEC_READY = "SPEC_READY"
 AWAITING_SPEC = "AWAITING_SPEC"
@@ -33,11 +34,15 @@ AWAITING_FILESET = "AWAITING_FILESET"
 
 
 def models_path(workspace: str, name: str | None = None) -> str:
-    """``/apis/models/v2/workspaces/{workspace}/models[/{name}]``, both checked against the name rule."""
+    """``/apis/models/v2/workspaces/{workspace}/models[/{name}]``, both checked against the name rule.
+
+    Paths accept the looser pre-0.4.0 rule (both are quoted, so neither can leave its segment): which rule
+    a platform enforces is the connection's ``name_rule``, applied by the operators and sensors.
+    """
     if name is None:
-        validate_request(WorkspaceRef, {"workspace": workspace})
+        validate_request(WorkspaceRef, {"workspace": workspace}, LEGACY_RULE)
         return api_path(f"{API_PREFIX}/workspaces/{{}}/models", workspace)
-    validate_request(ModelEntityRef, {"workspace": workspace, "name": name})
+    validate_request(ModelEntityRef, {"workspace": workspace, "name": name}, LEGACY_RULE)
     return api_path(f"{API_PREFIX}/workspaces/{{}}/models/{{}}", workspace, name)
 
 
@@ -120,6 +125,19 @@ class NemoModelsHook(ModelRegHook):
     def default_workspace(self) -> str:
         """The connection's ``workspace`` extra, else the platform's ``default`` workspace."""
         return str(connection_extras(self.get_connection(self.conn_id)).get("workspace") or DEFAULT_WORKSPACE)
+
+    @property
+    def name_context(self) -> dict[str, Any]:
+        """Validation context naming the connection's ``name_rule`` (empty: today's rule)."""
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            rule = connection_extras(self.get_connection(self.conn_id)).get("name_rule")
+        except AirflowNotFoundException:  # the call that needs it will say so; validation uses today's rule
+            return {}
+        if rule not in (None, "", LEGACY):
+            raise ValueError(f"connection {self.conn_id!r}: name_rule must be empty or {LEGACY!r}, got {rule!r}")
+        return {"name_rule": rule or ""}
 
     def probe(self) -> ApiRequest:
         return ApiRequest("GET", models_path(self.default_workspace), params={"page_size": 1})

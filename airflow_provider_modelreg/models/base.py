@@ -33,11 +33,14 @@ def describe_validation_error(model: type[BaseModel], exc: ValidationError) -> s
     return f"invalid {model.__name__}, nothing was sent: " + "; ".join(problems)
 
 
-def validate_request(model: type[M], data: Mapping[str, Any] | M) -> M:
-    """Build ``model`` from ``data``; raise :class:`InvalidRequest` naming each field and rule."""
+def validate_request(model: type[M], data: Mapping[str, Any] | M, context: Mapping[str, Any] | None = None) -> M:
+    """Build ``model`` from ``data``; raise :class:`InvalidRequest` naming each field and rule.
+
+    ``context`` reaches the model's validators (e.g. which version of a service's name rule applies).
+    """
     if isinstance(data, model):
         return data
     try:
-        return model.model_validate(dict(data))
+        return model.model_validate(dict(data), context=dict(context) if context else None)
     except ValidationError as exc:
         raise InvalidRequest(describe_validation_error(model, exc)) from None

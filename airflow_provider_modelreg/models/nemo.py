@@ -6,23 +6,76 @@ enums are the platform's own (``FinetuningType`` and ``BackendFormat`` of its Mo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AnyUrl, Field, StrictBool, StringConstraints
+from pydantic import AfterValidator, AnyUrl, Field, StrictBool, StringConstraints, ValidationInfo
+from pydantic_core import PydanticCustomError
 
 from airflow_provider_modelreg.models.base import RequestModel
 
-# The seed's rules. ``\w`` is Unicode-aware in both pydantic's and the platform's validation, so they agree.
-NAME_PATTERN = r"^[\w\-.]+$"
+# The platform's name rule since nemo-platform 0.4.0, through nemo-helix 0.8.1 (its server refuses anything
+# else with 422; the seed's looser rule is 0.3.0's, so the vendor wins): 2..63 characters, a lowercase
+# letter first, then lowercase letters, digits and - @ . + _, no "--", no "-" at the end.
+NAME_PATTERN = r"^[a-z](?!.*--)[a-z0-9\-@.+_]{1,62}(?<!-)$"
+NAME_RULE = "2..63 characters: a lowercase letter, then a-z 0-9 - @ . + _, no '--', not ending in '-'"
+# nemo-platform 0.3.0's rule (the seed's), for old platforms: connection extra ``name_rule: "0.3"``.
+LEGACY_NAME_PATTERN = r"^[\w\-.]{1,255}$"
+LEGACY_NAME_RULE = "at most 255 letters, digits, '_', '-' or '.'"
+LEGACY = "0.3"
 PROJECT_PATTERN = r"^[\w\-./]+$"
-# "{workspace}/{name}" references (fileset, model providers): both parts follow the name rule.
-REFERENCE_PATTERN = r"^[\w\-.]+/[\w\-.]+$"
+_NAME = re.compile(NAME_PATTERN)
+_LEGACY_NAME = re.compile(LEGACY_NAME_PATTERN)
 
-EntityName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=255)]
+
+def _rule(info: ValidationInfo | None) -> tuple[re.Pattern[str], str]:
+    legacy = bool(info and info.context and str(info.context.get("name_rule")) == LEGACY)
+    return (_LEGACY_NAME, LEGACY_NAME_RULE) if legacy else (_NAME, NAME_RULE)
+
+
+def _mismatch(pattern: re.Pattern[str], rule: str, what: str) -> PydanticCustomError:
+    return PydanticCustomError(
+        "string_pattern_mismatch",
+        "String should match pattern '{pattern}' ({what}: {rule})",
+        {"pattern": pattern.pattern, "what": what, "rule": rule},
+    )
+
+
+def _check_name(value: str, info: ValidationInfo) -> str:
+    pattern, rule = _rule(info)
+    if not pattern.match(value):
+        raise _mismatch(pattern, rule, "a NeMo Platform name")
+    return value
+
+
+def _check_reference(value: str, info: ValidationInfo) -> str:
+    """``name`` (the model's own workspace) or ``workspace/name``: each segment follows the name rule."""
+    pattern, rule = _rule(info)
+    segments = value.split("/")
+    if len(segments) > 2 or not all(pattern.match(segment) for segment in segments):
+        raise _mismatch(pattern, rule, "'name' or 'workspace/name', each part")
+    return value
+
+
+def validate_names(model: type[Any], data: Mapping[str, Any], names: Any) -> Any:
+    """Validate with today's name rule; read the connection's ``name_rule`` (``names()``) only when that
+    refuses, so a valid request needs no connection to be checked and an old platform may allow more."""
+    from airflow_provider_modelreg.models.base import InvalidRequest, validate_request
+
+    try:
+        return validate_request(model, data)
+    except InvalidRequest:
+        context = names()
+        if context.get("name_rule") != LEGACY:
+            raise
+        return validate_request(model, data, context)
+
+
+EntityName = Annotated[str, AfterValidator(_check_name)]
 ProjectUrn = Annotated[str, StringConstraints(pattern=PROJECT_PATTERN, max_length=255)]
-WorkspaceReference = Annotated[str, StringConstraints(pattern=REFERENCE_PATTERN)]
+WorkspaceReference = Annotated[str, AfterValidator(_check_reference)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 
@@ -101,7 +154,9 @@ class CreateModelEntity(RequestModel):
     name: EntityName
     project: ProjectUrn | None = None
     description: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    fileset: WorkspaceReference | None = Field(default=None, description="Checkpoint fileset, '{workspace}/{name}'.")
+    fileset: WorkspaceReference | None = Field(
+        default=None, description="Checkpoint fileset, '{workspace}/{name}' or a bare name (the model's workspace)."
+    )
     finetuning_type: FinetuningType | None = None
     base_model: NonEmpty | None = None
     api_endpoint: ApiEndpoint | None = None
@@ -142,9 +197,32 @@ def _collect(path: str, want: Any, have: Any, out: list[str]) -> None:
             _collect(f"{path}.{key}", want[key], have.get(key), out)
         return
     if path.endswith(".url") and isinstance(want, str) and isinstance(have, str):
-        want, have = want.rstrip("/"), have.rstrip("/")  # URL parsers add a trailing slash to a bare host
+        want, have = _normal_url(want), _normal_url(have)
+    elif _is_scalar(want) and _is_scalar(have) and type(want) is not type(have):
+        # The platform coerces typed fields it stores ("256" -> 256, 1 -> 1.0): compare as it would.
+        want, have = _normal_scalar(want), _normal_scalar(have)
     if want != have:
         out.append(path)
+
+
+def _normal_url(value: str) -> str:
+    """A URL as the platform stores it (pydantic ``AnyUrl``: host lower-cased, default port dropped)."""
+    try:
+        return str(AnyUrl(value)).rstrip("/")
+    except ValueError:
+        return value.rstrip("/")
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+def _normal_scalar(value: Any) -> Any:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    return number if number == number else value  # NaN stays as given
 
 
 def entity_differences(request: CreateModelEntity, entity: Mapping[str, Any]) -> list[str]:

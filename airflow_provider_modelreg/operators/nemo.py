@@ -11,8 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_modelreg.hooks.nemo import MODEL_SPEC_LIFECYCLE, NemoModelsHook
 from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.idempotency import create_once, idempotency_key
-from airflow_provider_modelreg.models.base import validate_request
-from airflow_provider_modelreg.models.nemo import CreateModelEntity, WorkspaceRef, entity_differences
+from airflow_provider_modelreg.models.nemo import CreateModelEntity, WorkspaceRef, entity_differences, validate_names
 from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
 
 if TYPE_CHECKING:
@@ -49,16 +48,20 @@ class NemoCreateModelOperator(CreateAndWaitOperator):
     is taken (found before creating, or answered 409), the existing entity is returned if it carries this
     task instance's key and every value the request sets; otherwise the task fails at once, naming the
     differing fields (a name used by an earlier DAG run, by another task or outside Airflow is never adopted).
-    Template the name per run (e.g. ``"bot-{{ dag_run.run_after | ts_nodash }}"``) for scheduled DAGs.
+    Template the name per run for scheduled DAGs in lowercase (e.g.
+    ``"bot-{{ dag_run.run_after | ts_nodash | lower }}"``: ``ts_nodash``'s ``T`` is refused by the platform).
 
     The wait (``wait_for_completion``, sync or ``deferrable``) only happens when the entity has a fileset:
     without one the platform generates no spec and the task returns at once.
 
-    :param name: name of the model entity (letters, digits, ``_``, ``-``, ``.``; at most 255).
+    :param name: name of the model entity: 2..63 characters, a lowercase letter first, then ``a-z 0-9 - @ . + _``,
+        no ``--``, not ending in ``-`` (the platform's rule since 0.4.0; connection extra ``name_rule: "0.3"``
+        allows the older rule: letters, digits, ``_``, ``-``, ``.``, at most 255).
     :param workspace: workspace of the entity (default: the connection's ``workspace`` extra, else ``default``).
     :param project: URN of the project (letters, digits, ``_``, ``-``, ``.``, ``/``; at most 255).
     :param description: description (at most 1000 characters).
-    :param fileset: checkpoint fileset as ``{workspace}/{fileset_name}``; the platform derives ``spec`` from it.
+    :param fileset: checkpoint fileset as ``{workspace}/{fileset_name}`` or a bare name (the model's workspace);
+        the platform derives ``spec`` from it.
     :param base_model: the model this one is based on (e.g. ``default/llama-3.1-8b-instruct``).
     :param finetuning_type: e.g. ``all_weights`` for a full-weight fine-tuned model, ``lora_merged``, ...
     :param backend_format: ``OPENAI_CHAT`` (the platform's default) or ``ANTHROPIC_MESSAGES``.
@@ -67,7 +70,7 @@ class NemoCreateModelOperator(CreateAndWaitOperator):
     :param prompt: ``{"system_prompt", "icl_few_shot_examples", "system_prompt_template", "inference_params"}``.
     :param custom_fields: custom metadata (the operator adds ``airflow_idempotency_key``).
     :param ownership: ownership information.
-    :param model_providers: ModelProvider names as ``workspace/name``.
+    :param model_providers: ModelProvider names as ``workspace/name`` or bare names.
     :param trust_remote_code: let the platform run custom Python code shipped with the checkpoint. Default
         false and sent as false; only a literal ``True`` here switches it on (logged as a warning). Not
         templated. The platform only accepts it from administrators or for pre-approved fileset sources.
@@ -145,7 +148,12 @@ class NemoCreateModelOperator(CreateAndWaitOperator):
         if custom_fields.get(IDEMPOTENCY_FIELD) not in (None, key):
             self.log.warning("custom_fields[%r] is set by the operator; ignoring the given value", IDEMPOTENCY_FIELD)
         custom_fields[IDEMPOTENCY_FIELD] = key
-        body = validate_request(
+
+        # Which name rule the platform enforces is the connection's (today's unless name_rule is "0.3").
+        def names() -> dict[str, Any]:
+            return self.nemo_hook.name_context
+
+        body = validate_names(
             CreateModelEntity,
             {
                 "name": self.name,
@@ -162,11 +170,12 @@ class NemoCreateModelOperator(CreateAndWaitOperator):
                 "model_providers": self.model_providers,
                 "trust_remote_code": self.trust_remote_code,
             },
+            names,
         )
-        # Validated before the connection is read, so a bad name fails with nothing read or sent.
+        # Validated before anything is sent (only the connection is read), so a bad name fails at once.
         workspace = self.workspace
         if workspace is not None:
-            validate_request(WorkspaceRef, {"workspace": workspace})
+            validate_names(WorkspaceRef, {"workspace": workspace}, names)
         else:
             workspace = self.nemo_hook.default_workspace
         return NemoCreateRequest(workspace=workspace, body=body, key=key)
@@ -200,7 +209,9 @@ class NemoCreateModelOperator(CreateAndWaitOperator):
         try:
             entity, created = create_once(find=find, create=create, retry=hook.client.retry, logger=self.log)
         except ServiceError as exc:
-            if exc.status in (400, 422):  # the platform refused the body: no retry would change that
+            # The platform refused the body (400 bad fileset, 422 validation) or the caller's rights (403, e.g.
+            # trust_remote_code without admin for an unapproved source): no retry would change that.
+            if exc.status in (400, 403, 422):
                 raise AirflowFailException(str(exc)) from None
             raise
         self.log.info(

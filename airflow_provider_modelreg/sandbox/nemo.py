@@ -25,11 +25,17 @@ from airflow_provider_modelreg.sandbox.state import SandboxState, phase, public
 
 SERVICE = "nemo"
 PREFIX = "/apis/models/v2/workspaces/{workspace}/models"
-NAME_PATTERN = r"^[\w\-.]+$"
+# The platform's name rule since nemo-platform 0.4.0 (nemo-helix 0.8.1 still): a 422 for anything else.
+# ``state.extra["nemo_name_rule"] = "0.3"`` gives workspaces and filesets the pre-0.4.0 rule.
+NAME_SEGMENT = r"[a-z](?!.*--)[a-z0-9\-@.+_]{1,62}(?<!-)"
+NAME_PATTERN = rf"^{NAME_SEGMENT}$"
+LEGACY_NAME = re.compile(r"^[\w\-.]{1,255}$")
 PROJECT_PATTERN = r"^[\w\-./]+$"
-FILESET = re.compile(r"^[\w\-.]+/[\w\-.]+$")
+# Filesets: "name" (the model's workspace) or "workspace/name", each segment by the name rule (as helix).
+FILESET = re.compile(rf"^{NAME_SEGMENT}(/{NAME_SEGMENT})?$")
+LEGACY_FILESET = re.compile(r"^[\w\-.]+/[\w\-.]+$")
 SortField = Literal["name", "-name", "created_at", "-created_at", "updated_at", "-updated_at"]
-Workspace = Annotated[str, Path(max_length=255, pattern=NAME_PATTERN)]
+Workspace = Annotated[str, Path(max_length=255, pattern=r"^[\w\-.]+$")]
 
 FinetuningType = Literal[
     "lora_merged", "all_weights", "last_layer", "top_layers", "gradual_unfreezing", "bias_only",
@@ -63,7 +69,9 @@ class PromptData(BaseModel):
 
 
 class CreateModelEntityRequest(BaseModel):
-    name: str = Field(max_length=255, pattern=NAME_PATTERN)
+    model_config = ConfigDict(regex_engine="python-re")  # the rule has look-arounds
+
+    name: str = Field(pattern=NAME_PATTERN)
     project: str | None = Field(default=None, max_length=255, pattern=PROJECT_PATTERN)
     description: str | None = Field(default=None, max_length=1000)
     spec: dict[str, Any] | None = None
@@ -102,6 +110,28 @@ def _detail(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+def _name_problem(state: SandboxState, where: str, value: str) -> JSONResponse | None:
+    """FastAPI's 422 for a name outside the platform's rule (today's, or 0.3.0's when so configured)."""
+    legacy = state.extra.get("nemo_name_rule") == "0.3"
+    if (LEGACY_NAME if legacy else re.compile(NAME_PATTERN)).match(value):
+        return None
+    item = {
+        "loc": where.split("."),
+        "msg": f"String should match pattern '{NAME_PATTERN}'",
+        "type": "string_pattern_mismatch",
+    }
+    return JSONResponse({"detail": [item]}, status_code=422)
+
+
+def _fileset_problem(state: SandboxState, fileset: str | None) -> JSONResponse | None:
+    if fileset is None:
+        return None
+    legacy = state.extra.get("nemo_name_rule") == "0.3"
+    if not (LEGACY_FILESET if legacy else FILESET).match(fileset):
+        return _detail(400, f"Invalid fileset '{fileset}': expected format {{workspace}}/{{fileset_name}}")
+    return None
+
+
 def _key(workspace: str, name: str) -> str:
     return f"{workspace}/{name}"
 
@@ -109,7 +139,7 @@ def _key(workspace: str, name: str) -> str:
 def _generated_spec(record: dict[str, Any]) -> dict[str, Any]:
     """What the platform's spec analysis derives from a checkpoint (a Llama-3.1-8B-shaped one here)."""
     return {
-        "checkpoint_model_name": record["fileset"].split("/", 1)[1],
+        "checkpoint_model_name": record["fileset"].rsplit("/", 1)[-1],
         "family": "llama",
         "context_size": 131072,
         "is_chat": True,
@@ -124,8 +154,9 @@ def _generated_spec(record: dict[str, Any]) -> dict[str, Any]:
         "gated_mlp": True,
         "base_num_parameters": 8030261248,
         "precision": "bfloat16",
-        "minimum_gpus_all_weights": 8,
-        "minimum_gpus_lora": 1,
+        # The platform answers these null (nemo-helix 0.8.1's spec analysis does not fill them).
+        "minimum_gpus_all_weights": None,
+        "minimum_gpus_lora": None,
     }
 
 
@@ -137,6 +168,14 @@ def view(state: SandboxState, record: dict[str, Any]) -> dict[str, Any]:
         if phase(clock, state.seconds(SERVICE), [("analysing", 1.0)], "done") == "done":
             view["spec"] = _generated_spec(record)
     return view
+
+
+def _is_admin(state: SandboxState, request: Request) -> bool:
+    """With auth off everyone acts as admin; with auth on, only ``state.extra["nemo_admin_tokens"]``."""
+    if not state.nemo_tokens:
+        return True
+    token = request.headers.get("authorization", "").partition(" ")[2]
+    return token in state.extra.get("nemo_admin_tokens", set())
 
 
 def router(state: SandboxState) -> APIRouter:
@@ -168,9 +207,13 @@ def router(state: SandboxState) -> APIRouter:
     api = APIRouter(prefix=PREFIX, dependencies=[Depends(authorised), Depends(remember)])
 
     @api.post("", status_code=201)
-    async def create_model(workspace: Workspace, body: CreateModelEntityRequest) -> Any:
-        if body.fileset is not None and not FILESET.match(body.fileset):
-            return _detail(400, f"Invalid fileset '{body.fileset}': expected format {{workspace}}/{{fileset_name}}")
+    async def create_model(workspace: Workspace, body: CreateModelEntityRequest, request: Request) -> Any:
+        if problem := _name_problem(state, "path.workspace", workspace):
+            return problem
+        if problem := _fileset_problem(state, body.fileset):
+            return problem
+        if body.trust_remote_code and not _is_admin(state, request):
+            return _detail(403, "trust_remote_code requires admin privileges or a pre-approved fileset source")
         key = _key(workspace, body.name)
         with state.lock:
             if state.get(SERVICE, key) is not None:
@@ -203,7 +246,7 @@ def router(state: SandboxState) -> APIRouter:
     async def list_models(
         workspace: Workspace,
         page: Annotated[int, Query(ge=1)] = 1,
-        page_size: Annotated[int, Query(ge=1, le=1000)] = 10,
+        page_size: Annotated[int, Query(ge=1, le=1000)] = 100,  # the platform's default
         sort: SortField = "created_at",
         name: Annotated[str | None, Query(alias="filter[name]")] = None,
         project: Annotated[str | None, Query(alias="filter[project]")] = None,
@@ -233,8 +276,8 @@ def router(state: SandboxState) -> APIRouter:
 
     @api.patch("/{name}")
     async def update_model(workspace: Workspace, name: str, body: UpdateModelEntityRequest) -> Any:
-        if body.fileset is not None and not FILESET.match(body.fileset):
-            return _detail(400, f"Invalid fileset '{body.fileset}': expected format {{workspace}}/{{fileset_name}}")
+        if problem := _fileset_problem(state, body.fileset):
+            return problem
         with state.lock:
             record = state.get(SERVICE, _key(workspace, name))
             if record is None:

@@ -8,8 +8,8 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_modelreg.hooks.nemo import MODEL_SPEC_LIFECYCLE, NemoModelsHook
-from airflow_provider_modelreg.models.base import InvalidRequest, validate_request
-from airflow_provider_modelreg.models.nemo import ModelEntityRef
+from airflow_provider_modelreg.models.base import InvalidRequest
+from airflow_provider_modelreg.models.nemo import ModelEntityRef, validate_names
 from airflow_provider_modelreg.operators.nemo import redact_entity
 from airflow_provider_modelreg.sensors.base import LifecycleSensor
 
@@ -40,7 +40,8 @@ class NemoModelSpecSensor(LifecycleSensor):
         workspace = self.workspace or self.hook.default_workspace  # type: ignore[attr-defined]
         # A name the platform refuses cannot get better on a retry: fail at once, nothing sent.
         try:
-            validate_request(ModelEntityRef, {"workspace": workspace, "name": self.name})
+            ref = {"workspace": workspace, "name": self.name}
+            validate_names(ModelEntityRef, ref, lambda: self.hook.name_context)  # type: ignore[attr-defined]
         except InvalidRequest as exc:
             raise AirflowFailException(str(exc)) from None
         return {"workspace": workspace, "name": self.name}

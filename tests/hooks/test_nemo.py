@@ -95,7 +95,7 @@ def test_duplicate_name_is_a_409_with_the_platform_message(nemo_hook):
 
 def test_a_422_from_the_server_surfaces_the_field_path(nemo_hook, nemo_sent):
     # inference_params is passed through by the client model; the platform types it and refuses this.
-    request = body("m", prompt={"inference_params": {"temperature": "hot", "max_tokens": 0}})
+    request = body("mx", prompt={"inference_params": {"temperature": "hot", "max_tokens": 0}})
     with pytest.raises(ServiceError) as caught:
         nemo_hook.create_model("ws", request)
     err = caught.value
@@ -116,9 +116,11 @@ def test_a_raw_body_the_server_refuses_names_every_field(nemo_hook):
 
 def test_a_malformed_fileset_is_a_400_with_the_detail(nemo_hook):
     with pytest.raises(ServiceError) as caught:
-        nemo_hook.request(ApiRequest("POST", models_path("ws"), json={"name": "m", "fileset": "x"}, idempotent=False))
+        nemo_hook.request(
+            ApiRequest("POST", models_path("ws"), json={"name": "mx", "fileset": "ws/X"}, idempotent=False)
+        )
     assert caught.value.status == 400
-    assert "Invalid fileset 'x'" in caught.value.message
+    assert "Invalid fileset 'ws/X'" in caught.value.message
 
 
 def test_a_missing_entity_is_a_404_for_get_and_none_for_find(nemo_hook):
@@ -146,7 +148,7 @@ def test_bearer_token_when_the_platform_has_auth_on(monkeypatch, sandbox, nemo_c
     assert not ok and "HTTP 401" in message and "wrong-token" not in message
 
     authed = hook_for(monkeypatch, "nemo_auth", nemo_conn | {"password": TOKEN})
-    assert authed.create_model("ws", body("m"))["name"] == "m"
+    assert authed.create_model("ws", body("mx"))["name"] == "mx"
     assert TOKEN not in repr(authed.client) and TOKEN not in repr(authed.client.auth)
 
 

@@ -24,7 +24,7 @@ FULL = {
 
 
 def test_minimal_body_sends_trust_remote_code_false():
-    assert validate_request(CreateModelEntity, {"name": "m"}).wire() == {"name": "m", "trust_remote_code": False}
+    assert validate_request(CreateModelEntity, {"name": "mx"}).wire() == {"name": "mx", "trust_remote_code": False}
 
 
 def test_full_body_is_snake_case_and_unchanged_on_the_wire():
@@ -33,7 +33,7 @@ def test_full_body_is_snake_case_and_unchanged_on_the_wire():
 
 
 def test_trust_remote_code_true_only_when_set_to_true():
-    assert validate_request(CreateModelEntity, {"name": "m", "trust_remote_code": True}).wire()["trust_remote_code"]
+    assert validate_request(CreateModelEntity, {"name": "mx", "trust_remote_code": True}).wire()["trust_remote_code"]
 
 
 @pytest.mark.parametrize(
@@ -41,16 +41,18 @@ def test_trust_remote_code_true_only_when_set_to_true():
     [
         ({"name": "has space"}, "name", "string_pattern_mismatch"),
         ({"name": "a/b"}, "name", "string_pattern_mismatch"),
-        ({"name": "x" * 256}, "name", "string_too_long"),
+        ({"name": "x" * 64}, "name", "string_pattern_mismatch"),
+        ({"name": "support-llm-20260101T000000"}, "name", "string_pattern_mismatch"),
         ({"name": ""}, "name", "string_pattern_mismatch"),
         ({"project": "team a"}, "project", "string_pattern_mismatch"),
         ({"project": "p" * 256}, "project", "string_too_long"),
         ({"description": "d" * 1001}, "description", "string_too_long"),
-        ({"fileset": "no-workspace"}, "fileset", "string_pattern_mismatch"),
+        ({"fileset": "No-Workspace"}, "fileset", "string_pattern_mismatch"),
+        ({"fileset": "ws/ckpt--2"}, "fileset", "string_pattern_mismatch"),
         ({"fileset": "a/b/c"}, "fileset", "string_pattern_mismatch"),
         ({"backend_format": "openai_chat"}, "backend_format", "enum"),
         ({"finetuning_type": "full"}, "finetuning_type", "enum"),
-        ({"model_providers": ["provider-without-workspace"]}, "model_providers.0", "string_pattern_mismatch"),
+        ({"model_providers": ["ws/Provider"]}, "model_providers.0", "string_pattern_mismatch"),
         ({"api_endpoint": {"url": "not a url"}}, "api_endpoint.url", "url_parsing"),
         ({"api_endpoint": {"uri": "http://x"}}, "api_endpoint.uri", "extra_forbidden"),
         ({"prompt": {"system": "typo"}}, "prompt.system", "extra_forbidden"),
@@ -61,15 +63,34 @@ def test_trust_remote_code_true_only_when_set_to_true():
 )
 def test_invalid_bodies_are_refused_naming_field_and_rule(changes, field, rule):
     with pytest.raises(InvalidRequest) as caught:
-        validate_request(CreateModelEntity, {"name": "m"} | changes)
+        validate_request(CreateModelEntity, {"name": "mx"} | changes)
     message = str(caught.value)
     assert "nothing was sent" in message
     assert f"{field}: " in message and f"[{rule}]" in message
 
 
-def test_name_rule_accepts_what_the_seed_allows():
-    for name in ("a", "A-b_c.9", "x" * 255, "modèle"):  # \w is Unicode-aware, as on the platform
-        assert validate_request(CreateModelEntity, {"name": name}).name == name
+@pytest.mark.parametrize("name", ["ab", "support-llm-20260101t000000", "m@v1+x_y.z", "x" * 63])
+def test_todays_name_rule_accepts_what_the_platform_accepts(name):
+    assert validate_request(CreateModelEntity, {"name": name}).name == name
+
+
+@pytest.mark.parametrize("name", ["a", "Ab", "1a", "a--b", "a-", "x" * 64, "support-llm-20260101T000000"])
+def test_todays_name_rule_refuses_what_the_platform_answers_422(name):
+    with pytest.raises(InvalidRequest, match=r"name: String should match pattern"):
+        validate_request(CreateModelEntity, {"name": name})
+
+
+def test_bare_fileset_and_model_provider_names_are_valid():
+    body = validate_request(CreateModelEntity, {"name": "mx", "fileset": "ckpt", "model_providers": ["nim"]})
+    assert body.fileset == "ckpt" and body.model_providers == ["nim"]
+
+
+def test_the_older_rule_is_allowed_only_when_the_connection_asks_for_it():
+    for name in ("a", "A-b_c.9", "x" * 255, "modèle"):  # 0.3.0's \w is Unicode-aware
+        body = {"name": name, "fileset": "WS/Ckpt"}
+        assert validate_request(CreateModelEntity, body, {"name_rule": "0.3"}).name == name
+        with pytest.raises(InvalidRequest):
+            validate_request(CreateModelEntity, body)
 
 
 # -- comparing a request with an existing entity ------------------------------------------------------
@@ -125,17 +146,36 @@ def test_differences_name_the_fields_including_nested_ones():
 
 
 def test_only_what_the_request_sets_is_compared():
-    request = validate_request(CreateModelEntity, {"name": "m", "custom_fields": {"k": "v"}})
+    request = validate_request(CreateModelEntity, {"name": "mx", "custom_fields": {"k": "v"}})
     filled_by_platform = {"ownership": {"created_by": "svc"}, "custom_fields": {"k": "v", "platform": "x"}}
-    assert entity_differences(request, entity_for({"name": "m"} | filled_by_platform)) == []
-    assert entity_differences(request, entity_for({"name": "m"})) == ["custom_fields.k"]
+    assert entity_differences(request, entity_for({"name": "mx"} | filled_by_platform)) == []
+    assert entity_differences(request, entity_for({"name": "mx"})) == ["custom_fields.k"]
 
 
 def test_trust_remote_code_on_the_entity_differs_from_a_request_without_it():
-    request = validate_request(CreateModelEntity, {"name": "m"})
-    assert entity_differences(request, entity_for({"name": "m", "trust_remote_code": True})) == ["trust_remote_code"]
+    request = validate_request(CreateModelEntity, {"name": "mx"})
+    assert entity_differences(request, entity_for({"name": "mx", "trust_remote_code": True})) == ["trust_remote_code"]
 
 
 def test_api_keys_are_never_compared():
-    request = validate_request(CreateModelEntity, {"name": "m", "api_endpoint": {"url": "http://x", "api_key": "k"}})
-    assert entity_differences(request, entity_for({"name": "m", "api_endpoint": {"url": "http://x"}})) == []
+    request = validate_request(CreateModelEntity, {"name": "mx", "api_endpoint": {"url": "http://x", "api_key": "k"}})
+    assert entity_differences(request, entity_for({"name": "mx", "api_endpoint": {"url": "http://x"}})) == []
+
+
+def test_what_the_platform_normalises_does_not_differ():
+    """Issue 14 item 2: the platform stores api_endpoint.url through AnyUrl and coerces typed fields."""
+    request = validate_request(
+        CreateModelEntity,
+        {
+            "name": "mx",
+            "api_endpoint": {"url": "HTTP://NIM.Internal:80/v1"},
+            "prompt": {"inference_params": {"max_tokens": "256", "temperature": "0.5"}},
+        },
+    )
+    stored = {
+        "api_endpoint": {"url": "http://nim.internal/v1"},
+        "prompt": {"inference_params": {"max_tokens": 256, "temperature": 0.5}},
+    }
+    assert entity_differences(request, entity_for({"name": "mx"} | stored)) == []
+    other = stored | {"api_endpoint": {"url": "http://nim.other/v1"}}
+    assert entity_differences(request, entity_for({"name": "mx"} | other)) == ["api_endpoint.url"]

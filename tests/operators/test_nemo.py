@@ -94,7 +94,7 @@ def test_bad_arguments_fail_without_retry_and_send_nothing(run_dag, sandbox, nem
     [
         ({"name": "a/b"}, "name: String should match pattern"),
         ({"description": "d" * 1001}, "description: String should have at most 1000 characters"),
-        ({"fileset": "checkpoint-without-workspace"}, "fileset: String should match pattern"),
+        ({"fileset": "ws/Checkpoint"}, "fileset: String should match pattern"),
         ({"backend_format": "OPENAI"}, "backend_format: Input should be 'OPENAI_CHAT' or 'ANTHROPIC_MESSAGES'"),
         ({"trust_remote_code": "true"}, "trust_remote_code: Input should be a valid boolean"),
         ({"workspace": "team a"}, "workspace: String should match pattern"),
@@ -168,6 +168,28 @@ def test_a_rerun_of_the_same_task_instance_reuses_its_entity(nemo_env, sandbox, 
     again = operator(description="v1", wait_for_completion=False).execute(task_context())
     assert again == first
     assert len(nemo_sent("POST")) == 1  # found before creating: no second POST
+
+
+def test_a_retry_finds_its_entity_after_the_platform_normalised_it(nemo_env, sandbox, task_context, nemo_sent):
+    """Issue 14 item 2: the next try of the same task instance reuses the entity, not fails on a false diff."""
+    kwargs = {
+        "api_endpoint": {"url": "HTTP://NIM.Internal:80/v1", "model_id": "bot"},
+        "prompt": {"inference_params": {"max_tokens": "256"}},
+        "wait_for_completion": False,
+    }
+    first = operator(**kwargs).execute(task_context())
+    assert first["api_endpoint"]["url"].startswith("http://nim.internal/")  # the platform normalised it
+    again = operator(**kwargs).execute(task_context())
+    assert again["id"] == first["id"] and len(nemo_sent("POST")) == 1
+
+
+def test_a_403_for_trust_remote_code_fails_the_task_at_once(run_dag, sandbox, nemo_conn, nemo_sent):
+    """Issue 14 item 4: a non-admin asking for trust_remote_code gets 403; no retry would change that."""
+    sandbox.sandbox.state.nemo_tokens = {"user-token"}
+    dag = make_dag("nemo_trc_403", trust_remote_code=True, retries=2, wait_for_completion=False)
+    result = run_dag(dag, {CONN: nemo_conn | {"password": "user-token"}})
+    assert result.state == "failed" and result.try_number("register") == 1
+    assert len(nemo_sent("POST")) == 1
 
 
 @pytest.mark.parametrize(

@@ -23,10 +23,10 @@ def path(ws: str = "ws", name: str | None = None) -> str:
 
 
 def test_create_answers_201_with_the_model_entity(api):
-    response = api.post(path(), json={"name": "m", "fileset": "ws/ckpt", "custom_fields": {"k": "v"}})
+    response = api.post(path(), json={"name": "mx", "fileset": "ws/ckpt", "custom_fields": {"k": "v"}})
     assert response.status_code == 201
     entity = response.json()
-    assert entity["id"].startswith("model-") and entity["workspace"] == "ws" and entity["name"] == "m"
+    assert entity["id"].startswith("model-") and entity["workspace"] == "ws" and entity["name"] == "mx"
     expected_fields = {
         "created_at", "updated_at", "project", "description", "spec", "finetuning_type", "fileset",
         "trust_remote_code", "base_model", "api_endpoint", "backend_format", "adapters", "prompt",
@@ -35,7 +35,7 @@ def test_create_answers_201_with_the_model_entity(api):
     assert expected_fields <= set(entity)
     assert (entity["trust_remote_code"], entity["model_providers"], entity["custom_fields"]) == (False, [], {"k": "v"})
     assert not any(key.startswith("_") for key in entity)
-    assert api.get(path(name="m")).json() == entity
+    assert api.get(path(name="mx")).json() == entity
 
 
 def test_spec_is_filled_after_the_configured_seconds_only_with_a_fileset(api, sandbox):
@@ -57,19 +57,19 @@ def test_spec_is_filled_after_the_configured_seconds_only_with_a_fileset(api, sa
 
 def test_patching_a_fileset_starts_the_spec_analysis(api, sandbox):
     sandbox.sandbox.state.lifecycle_seconds["nemo"] = 0
-    api.post(path(), json={"name": "m"})
-    patched = api.patch(path(name="m"), json={"fileset": "ws/late-ckpt", "description": "now with weights"})
+    api.post(path(), json={"name": "mx"})
+    patched = api.patch(path(name="mx"), json={"fileset": "ws/late-ckpt", "description": "now with weights"})
     assert patched.status_code == 200
     assert patched.json()["spec"]["checkpoint_model_name"] == "late-ckpt"
     assert patched.json()["description"] == "now with weights"
 
 
 def test_a_duplicate_name_is_409_with_the_platform_message(api):
-    api.post(path(), json={"name": "m"})
-    response = api.post(path(), json={"name": "m"})
+    api.post(path(), json={"name": "mx"})
+    response = api.post(path(), json={"name": "mx"})
     assert response.status_code == 409
-    assert response.json() == {"detail": "Model with workspace 'ws' and name 'm' already exists"}
-    assert api.post(path("other"), json={"name": "m"}).status_code == 201
+    assert response.json() == {"detail": "Model with workspace 'ws' and name 'mx' already exists"}
+    assert api.post(path("other"), json={"name": "mx"}).status_code == 201
 
 
 def test_a_bad_body_is_fastapis_422_with_locations(api, sandbox):
@@ -84,18 +84,18 @@ def test_a_bad_body_is_fastapis_422_with_locations(api, sandbox):
 
 
 def test_a_malformed_fileset_is_400(api):
-    response = api.post(path(), json={"name": "m", "fileset": "no-workspace"})
+    response = api.post(path(), json={"name": "mx", "fileset": "ws/Ckpt"})
     assert response.status_code == 400
-    assert response.json()["detail"].startswith("Invalid fileset 'no-workspace'")
+    assert response.json()["detail"].startswith("Invalid fileset 'ws/Ckpt'")
 
 
 def test_get_and_delete(api):
-    assert api.get(path(name="m")).status_code == 404
-    api.post(path(), json={"name": "m"})
-    deleted = api.delete(path(name="m"))
+    assert api.get(path(name="mx")).status_code == 404
+    api.post(path(), json={"name": "mx"})
+    deleted = api.delete(path(name="mx"))
     assert (deleted.status_code, deleted.content) == (204, b"")
-    assert api.delete(path(name="m")).status_code == 404
-    assert api.get(path(name="m")).json() == {"detail": "Model with workspace 'ws' and name 'm' not found"}
+    assert api.delete(path(name="mx")).status_code == 404
+    assert api.get(path(name="mx")).json() == {"detail": "Model with workspace 'ws' and name 'mx' not found"}
 
 
 def test_list_pages_sorts_and_filters(api):
