@@ -133,3 +133,88 @@ def test_model_version_limits_are_enforced_server_side(hook):
     hook.ensure_registered_model(CreateRegisteredModelRequest(name="m"))
     refused = error_of(lambda: post(hook, f"{PL}/model-versions/create", {"name": "m", "source": "s" * 501}))
     assert (refused.status, refused.code) == (400, "InvalidParameter")
+
+
+# -- the open-source MLflow flavour ---------------------------------------------------------------------
+OSS = "/api/2.0/mlflow"
+
+
+def oss(sandbox, method: str, suffix: str, **kwargs) -> httpx.Response:
+    return httpx.request(method, f"{sandbox.url}{OSS}/{suffix}", timeout=10, **kwargs)
+
+
+def test_open_source_flavour_answers_unsigned_with_mlflow_error_shape(sandbox):
+    assert oss(sandbox, "POST", "experiments/create", json={"name": "e"}).json() == {"experiment_id": "1"}
+    duplicate = oss(sandbox, "POST", "experiments/create", json={"name": "e"})
+    assert duplicate.status_code == 400 and duplicate.json()["error_code"] == "RESOURCE_ALREADY_EXISTS"
+    assert set(duplicate.json()) == {"error_code", "message"}
+    missing = oss(sandbox, "GET", "runs/get", params={"run_id": "nope"})
+    assert (missing.status_code, missing.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_open_source_flavour_keeps_its_resources_apart_from_the_platforms(sandbox, hook):
+    oss(sandbox, "POST", "experiments/create", json={"name": "shared-name"})
+    post(hook, f"{WS}/experiments/create", {"name": "shared-name"})  # no conflict: another service
+    assert len(sandbox.sandbox.state.all("mlflow.experiments")) == 2
+
+
+@pytest.mark.parametrize("key", ["bad name!", "a b/../c", "/abs", "x" * 251, ""])
+def test_a_key_against_mlflows_rule_is_refused_and_nothing_is_logged(sandbox, key):
+    eid = oss(sandbox, "POST", "experiments/create", json={"name": "e"}).json()["experiment_id"]
+    run_id = oss(sandbox, "POST", "runs/create", json={"experiment_id": eid, "start_time": 1}).json()["run"]["info"][
+        "run_id"
+    ]
+    batch = {"run_id": run_id, "params": [{"key": "ok", "value": "1"}, {"key": key, "value": "v"}]}
+    refused = oss(sandbox, "POST", "runs/log-batch", json=batch)
+    assert (refused.status_code, refused.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    for suffix, body in [
+        ("runs/log-metric", {"key": key, "value": 1.0, "timestamp": 1, "step": 0}),
+        ("runs/log-parameter", {"key": key, "value": "v"}),
+        ("runs/set-tag", {"key": key, "value": "v"}),
+    ]:
+        assert oss(sandbox, "POST", suffix, json={"run_id": run_id, **body}).status_code == 400
+    data = oss(sandbox, "GET", "runs/get", params={"run_id": run_id}).json()["run"]["data"]
+    assert data["params"] == [] and data["metrics"] == [] and set(t["key"] for t in data["tags"]) == {"mlflow.runName"}
+
+
+def test_open_source_flavour_ignores_an_unknown_run_status_as_the_real_server_does(sandbox):
+    eid = oss(sandbox, "POST", "experiments/create", json={"name": "e"}).json()["experiment_id"]
+    run_id = oss(sandbox, "POST", "runs/create", json={"experiment_id": eid, "start_time": 1}).json()["run"]["info"][
+        "run_id"
+    ]
+    answer = oss(sandbox, "POST", "runs/update", json={"run_id": run_id, "status": "DONE"})
+    assert answer.status_code == 200 and answer.json()["run_info"]["status"] == "RUNNING"
+
+
+def test_run_search_grammar_over_metrics_params_tags_and_attributes(hook):
+    eid = post(hook, f"{WS}/experiments/create", {"name": "e"})["experiment_id"]
+    for i, (score, lr, kind) in enumerate([(0.5, "0.1", "alpha"), (0.9, "0.2", "beta"), (0.7, "0.3", "Alpha-2")]):
+        run_id = post(hook, f"{WS}/runs/create", {"experiment_id": eid, "start_time": 100 + i, "run_name": f"r{i}"})[
+            "run"
+        ]["info"]["run_id"]
+        post(
+            hook,
+            f"{WS}/runs/log-batch",
+            {
+                "run_id": run_id,
+                "metrics": [{"key": "score", "value": score, "timestamp": 1, "step": 0}],
+                "params": [{"key": "lr", "value": lr}],
+                "tags": [{"key": "kind", "value": kind}],
+            },
+        )
+
+    def names(filter_string: str = "", order_by: list[str] | None = None) -> list[str]:
+        return [r["info"]["run_name"] for r in hook.search_runs([eid], filter_string or None, order_by=order_by)]
+
+    assert names() == ["r2", "r1", "r0"]  # newest start first
+    assert names("metrics.score > 0.6") == ["r2", "r1"]
+    assert names("metrics.score >= 0.5 and params.lr = '0.1'") == ["r0"]
+    assert names("params.lr != '0.2'") == ["r2", "r0"]
+    assert names("tags.kind LIKE 'al%'") == ["r0"]
+    assert names("tags.kind ILIKE 'al%'") == ["r2", "r0"]
+    assert names("attributes.run_name = 'r1'") == ["r1"]
+    assert names("attributes.start_time > 100") == ["r2", "r1"]
+    assert names(order_by=["metrics.score DESC"]) == ["r1", "r2", "r0"]
+    assert names(order_by=["tags.kind DESC"]) == ["r1", "r0", "r2"]  # byte order: 'A' < 'a'
+    for bad in ("metrics.score >> 1", "nothing.score > 1", "params.lr > 1", "metrics.score = 'x'"):
+        assert error_of(lambda bad=bad: names(bad)).code == "InvalidParameter"
