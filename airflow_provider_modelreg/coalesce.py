@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -113,13 +113,14 @@ class ListRead:
 
     ``group(ref, resource)``: which list covers this wait, from its reference and the resource it last saw
     (None before the first read); None means the wait reads alone. ``request(group)``: the list's first
-    page. ``member(ref)``: the wait's id in the list; ``item_id(item)``: an item's id. ``keep``: the item
-    fields worth keeping between polls (the state, the fields ``group`` reads), so a snapshot of 10,000
-    items stays small; None keeps whole items.
+    page, or the first pages of several lists (one per in-progress state where the service filters by
+    one state, so a resource moving between them stays served). ``member(ref)``: the wait's id in the
+    list; ``item_id(item)``: an item's id. ``keep``: the item fields worth keeping between polls (the
+    state, the fields ``group`` reads), so a snapshot of 10,000 items stays small; None keeps whole items.
     """
 
     group: Callable[[Mapping[str, Any], Any], Hashable | None]
-    request: Callable[[Any], ApiRequest]
+    request: Callable[[Any], ApiRequest | Sequence[ApiRequest]]
     member: Callable[[Mapping[str, Any]], str]
     item_id: Callable[[Any], Any]
     paging: Paging
@@ -212,22 +213,24 @@ async def _fetch(
     fetcher = client.twin()
     try:
         items: dict[str, Any] = {}
-        req: ApiRequest | None = lr.request(key)
+        first = lr.request(key)
         pages = 0
-        while req is not None:
-            pages += 1
-            if pages > MAX_PAGES:
-                raise RuntimeError(f"more than {MAX_PAGES} pages")
-            response = await fetcher.arequest(req)
-            stats["list_pages"] += 1
-            for item in lr.paging.items(response):
-                if spec.state(spec.unwrap(item)) not in spec.in_progress:
-                    continue  # any other state is read on its own
-                ident = lr.item_id(item)
-                if ident is not None:
-                    kept = item if lr.keep is None else {k: item[k] for k in lr.keep if k in item}
-                    items[str(ident)] = kept
-            req = lr.paging.next(req, response)
+        for start in [first] if isinstance(first, ApiRequest) else first:
+            req: ApiRequest | None = start
+            while req is not None:
+                pages += 1
+                if pages > MAX_PAGES:
+                    raise RuntimeError(f"more than {MAX_PAGES} pages")
+                response = await fetcher.arequest(req)
+                stats["list_pages"] += 1
+                for item in lr.paging.items(response):
+                    if spec.state(spec.unwrap(item)) not in spec.in_progress:
+                        continue  # any other state is read on its own
+                    ident = lr.item_id(item)
+                    if ident is not None:
+                        kept = item if lr.keep is None else {k: item[k] for k in lr.keep if k in item}
+                        items[str(ident)] = kept
+                req = lr.paging.next(req, response)
     except Exception as exc:  # never a wait's outcome: own reads answer instead
         log.warning("%s: listing %r failed, reading one by one for now: %s", spec.noun, key, exc)
         group.failed_until = loop.time() + poll_interval * FAILURE_PAUSE_INTERVALS

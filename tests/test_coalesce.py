@@ -113,7 +113,7 @@ def test_coalesced_and_individual_reads_give_every_wait_the_same_outcome(sandbox
         e["message"].endswith("ended failed: bad labels") for e in individual.values() if e["status"] == "failure"
     )
     assert individual_stats["served"] == 0 and individual_stats["list_pages"] == 0
-    assert coalesced_stats["served"] > coalesced_stats["list_pages"] > 0
+    assert coalesced_stats["served"] > 0 and coalesced_stats["list_pages"] > 0
     assert coalesced_sends < individual_sends
 
 
@@ -131,3 +131,50 @@ def test_a_failing_list_falls_back_to_own_reads(sandbox, monkeypatch, happyrobot
     events = asyncio.run(run_all(pairs))
     assert {e["status"] for e in events.values()} == {"success"}
     assert coalesce.stats["served"] == before["served"]
+
+
+@pytest.mark.integration
+def test_oci_vision_waits_share_one_list_per_compartment_and_project_with_the_same_outcomes(
+    sandbox, monkeypatch, oci_vision_hook
+):
+    from fixtures.oci_vision import vision_arguments
+
+    from airflow_provider_modelreg.hooks.oci_vision import MODEL_LIFECYCLE as OCI_MODEL
+    from airflow_provider_modelreg.models.base import validate_request
+    from airflow_provider_modelreg.models.oci_vision import CreateModelDetails
+
+    sandbox.sandbox.state.lifecycle_seconds["oci_vision"] = 300  # every wait ends at its deadline
+    ids = [
+        oci_vision_hook.create_model(
+            validate_request(CreateModelDetails, vision_arguments(display_name=f"m{i}"))
+        ).model["id"]
+        for i in range(6)
+    ]
+
+    def run(spec_key_spec: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        monkeypatch.setattr(
+            lifecycle, "resolve_spec", lambda key: spec_key_spec if key == OCI_MODEL.key else resolve_spec(key)
+        )
+        before = dict(coalesce.stats)
+        end = time.time() + 1.0
+        pairs = [
+            (
+                model_id,
+                LifecycleTrigger(
+                    spec=OCI_MODEL.key,
+                    conn_id="oci_vision_test",
+                    ref={"model_id": model_id},
+                    poll_interval=0.1,
+                    end_time=end,
+                ),
+            )
+            for model_id in ids
+        ]
+        events = asyncio.run(run_all(pairs))
+        return [events[i] for i in ids], {k: coalesce.stats[k] - before[k] for k in before}
+
+    coalesced, stats = run(OCI_MODEL)
+    individual, _ = run(dataclasses.replace(OCI_MODEL, list_read=None))
+    assert coalesced == individual
+    assert {e["status"] for e in coalesced} == {"timeout"}
+    assert stats["served"] > 0 and stats["list_pages"] > 0

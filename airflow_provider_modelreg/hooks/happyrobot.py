@@ -28,10 +28,13 @@ def read_model(ref: dict[str, Any]) -> ApiRequest:
     return ApiRequest("GET", api_path("/models/{}", ref["model_id"]))
 
 
-def _list_group(_ref: Mapping[str, Any], model: Any) -> tuple[str, str] | None:
-    # Models of one use case in one status: known once the wait has read its model.
-    if isinstance(model, Mapping) and model.get("use_case_id") and model.get("status") in ("pending", "training"):
-        return str(model["use_case_id"]), str(model["status"])
+IN_PROGRESS = ("pending", "training")
+
+
+def _list_group(_ref: Mapping[str, Any], model: Any) -> str | None:
+    # Models of one use case (known once the wait has read its model), one list per in-progress status.
+    if isinstance(model, Mapping) and model.get("use_case_id") and model.get("status") in IN_PROGRESS:
+        return str(model["use_case_id"])
     return None
 
 
@@ -48,7 +51,9 @@ MODEL_LIFECYCLE = LifecycleSpec(
     reason=first_of("error", "failure_reason", "status_message", "message"),
     list_read=ListRead(
         group=_list_group,
-        request=lambda g: ApiRequest("GET", "/models", params={"use_case_id": g[0], "status": g[1]}),
+        request=lambda use_case: [
+            ApiRequest("GET", "/models", params={"use_case_id": use_case, "status": s}) for s in IN_PROGRESS
+        ],
         member=lambda ref: str(ref["model_id"]),
         item_id=at("id"),
         paging=one_page("data"),

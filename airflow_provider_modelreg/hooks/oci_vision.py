@@ -48,18 +48,28 @@ def format_work_request_errors(data: Any) -> str | None:
     return "work request errors: " + "; ".join(texts) if texts else None
 
 
-def _list_group(_ref: Mapping[str, Any], model: Any) -> tuple[str, str, str] | None:
-    # Models of one compartment and project in one state: known once the wait has read its model.
-    if not isinstance(model, Mapping) or model.get("lifecycleState") not in ("CREATING", "UPDATING"):
+IN_PROGRESS = ("CREATING", "UPDATING")
+
+
+def _list_group(_ref: Mapping[str, Any], model: Any) -> tuple[str, str] | None:
+    # Models of one compartment and project (known once the wait has read its model), one list per
+    # in-progress lifecycleState.
+    if not isinstance(model, Mapping) or model.get("lifecycleState") not in IN_PROGRESS:
         return None
     if not model.get("compartmentId") or not model.get("projectId"):
         return None
-    return str(model["compartmentId"]), str(model["projectId"]), str(model["lifecycleState"])
+    return str(model["compartmentId"]), str(model["projectId"])
 
 
-def _list_models(group: tuple[str, str, str]) -> ApiRequest:
-    params = {"compartmentId": group[0], "projectId": group[1], "lifecycleState": group[2], "limit": 1000}
-    return ApiRequest("GET", f"{API}/models", params=params)
+def _list_models(group: tuple[str, str]) -> list[ApiRequest]:
+    return [
+        ApiRequest(
+            "GET",
+            f"{API}/models",
+            params={"compartmentId": group[0], "projectId": group[1], "lifecycleState": state, "limit": 1000},
+        )
+        for state in IN_PROGRESS
+    ]
 
 
 MODEL_LIFECYCLE = LifecycleSpec(
