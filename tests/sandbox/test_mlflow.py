@@ -218,3 +218,29 @@ def test_run_search_grammar_over_metrics_params_tags_and_attributes(hook):
     assert names(order_by=["tags.kind DESC"]) == ["r1", "r0", "r2"]  # byte order: 'A' < 'a'
     for bad in ("metrics.score >> 1", "nothing.score > 1", "params.lr > 1", "metrics.score = 'x'"):
         assert error_of(lambda bad=bad: names(bad)).code == "InvalidParameter"
+
+
+def test_a_dag_on_the_printed_mlflow_default_connection_runs_offline(sandbox, run_dag):
+    import datetime as dt
+
+    from airflow.sdk import DAG
+
+    from airflow_provider_modelreg.operators.mlflow import MlflowCreateModelVersionOperator, MlflowCreateRunOperator
+    from airflow_provider_modelreg.sandbox.keys import sandbox_connections
+
+    conn = sandbox_connections(sandbox.url, "/nonexistent.pem")["mlflow_default"]
+    with DAG("offline_mlflow", schedule=None, start_date=dt.datetime(2024, 1, 1), default_args={"retries": 0}) as dag:
+        MlflowCreateRunOperator(
+            task_id="log",
+            conn_id="mlflow_default",
+            experiment_name="offline",
+            run_params={"lr": 0.1},
+            metrics={"f1": 0.9},
+        ) >> MlflowCreateModelVersionOperator(
+            task_id="register", conn_id="mlflow_default", name="offline-model", source="s3://models/offline"
+        )
+    assert run_dag(dag, {"mlflow_default": conn}).state == "success"
+    (run,) = sandbox.sandbox.state.all("mlflow.runs")
+    assert (run["status"], run["_params"], run["_scope"]) == ("FINISHED", {"lr": "0.1"}, ("mlflow", "", ""))
+    (version,) = sandbox.sandbox.state.all("mlflow.model_versions")
+    assert (version["name"], version["_flavour"]) == ("offline-model", "mlflow")
