@@ -197,7 +197,7 @@ HOOK_CALLS: dict[str, Callable[[], Any]] = {
     "happyrobot.create_model": lambda: _hr().create_model(_happyrobot_request()),
     "happyrobot.get_model": lambda: _hr().get_model("m"),
     "happyrobot.list_models": lambda: _hr().list_models(use_case_id="uc"),
-    "happyrobot.find_model": lambda: _hr().find_model(_happyrobot_request(), SINCE),
+    "happyrobot.find_model": lambda: _hr().find_model(_happyrobot_request(), SINCE, lambda _id: False),
     "oci_vision.create_model": lambda: _oci().create_model(_vision_details(), retry_token="t"),
     "oci_vision.get_model": lambda: _oci().get_model("ocid1.aivisionmodel.oc1..m"),
     "oci_vision.list_models": lambda: _oci().list_models(compartment_id="ocid1.compartment.oc1..c"),
@@ -271,7 +271,7 @@ def _sensor(kind: str) -> Any:
     if kind == "happyrobot":
         from airflow_provider_modelreg.sensors.happyrobot import HappyRobotModelSensor
 
-        return HappyRobotModelSensor(conn_id="odd_hr", model_id="m", **common)
+        return HappyRobotModelSensor(conn_id="odd_hr", model_id="m" * 24, **common)
     if kind == "oci_vision":
         from airflow_provider_modelreg.sensors.oci_vision import OCIVisionModelSensor
 
@@ -337,7 +337,7 @@ def test_an_unknown_state_is_logged_once_and_waited_on(odd, sensor, capfd):
 
 # -- the trigger -------------------------------------------------------------------------------------------------
 SPECS = {
-    "happyrobot": ("airflow_provider_modelreg.hooks.happyrobot:MODEL_LIFECYCLE", "odd_hr", {"model_id": "m"}),
+    "happyrobot": ("airflow_provider_modelreg.hooks.happyrobot:MODEL_LIFECYCLE", "odd_hr", {"model_id": "m" * 24}),
     "oci_vision": (
         "airflow_provider_modelreg.hooks.oci_vision:MODEL_LIFECYCLE",
         "odd_oci",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_modelreg.coalesce import ListRead, one_page
@@ -63,10 +63,16 @@ MODEL_LIFECYCLE = LifecycleSpec(
 
 
 def _parse_time(value: Any) -> datetime | None:
+    """An ISO time; one without a timezone is read as UTC (HappyRobot's times are UTC)."""
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+class AmbiguousModel(Exception):
+    """More than one unclaimed model could be the one an earlier try created: none is adopted."""
 
 
 class HappyRobotHook(ModelRegHook):
@@ -117,19 +123,35 @@ class HappyRobotHook(ModelRegHook):
         models = response.json_list("data" if isinstance(response.data, Mapping) else None)
         return [m for m in models if isinstance(m, dict)]
 
-    def find_model(self, request: CreateModelRequest, created_since: datetime) -> dict[str, Any] | None:
-        """The model an earlier try of this task created: same use case, name, source model and samples,
-        created since the DAG run's ``run_after`` (a weekly re-run with the same name gets a new model)."""
+    def find_model(
+        self, request: CreateModelRequest, created_since: datetime, claimed: Callable[[str], bool]
+    ) -> dict[str, Any] | None:
+        """The model an earlier try of this task instance created but could not record (its answer lost).
+
+        Only a model no task instance has recorded (``claimed`` is false), with the same name, use case and
+        source model, created since this task instance's first try began, and only when exactly one matches
+        (list items carry no ``train_sample_ids``, so nothing else can tell two candidates apart): None when
+        none does, :class:`AmbiguousModel` when several do.
+        """
+        since = created_since if created_since.tzinfo else created_since.replace(tzinfo=timezone.utc)
         matches = []
         for model in self.list_models(use_case_id=request.use_case_id):
             created = _parse_time(model.get("created_at"))
             if (
                 model.get("name") == request.name
-                and model.get("from_model_id") in (None, request.from_model_id)
-                and sorted(model.get("train_sample_ids") or request.train_sample_ids)
-                == sorted(request.train_sample_ids)
+                and model.get("use_case_id", request.use_case_id) == request.use_case_id
+                and model.get("from_model_id") == request.from_model_id
                 and created is not None
-                and created >= created_since - timedelta(minutes=1)
+                and created >= since
+                and isinstance(model.get("id"), str)
+                and not claimed(model["id"])
             ):
-                matches.append((created, model))
-        return min(matches, key=lambda m: m[0])[1] if matches else None
+                matches.append(model)
+        if len(matches) > 1:
+            ids = ", ".join(sorted(m["id"] for m in matches))
+            raise AmbiguousModel(
+                f"{len(matches)} unrecorded HappyRobot models named {request.name!r} (use case "
+                f"{request.use_case_id}, from {request.from_model_id}) were created since this task's first try: "
+                f"{ids}; cannot tell which one is this task's. Check them, then clear the task."
+            )
+        return matches[0] if matches else None

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, HappyRobotHook
-from airflow_provider_modelreg.idempotency import create_once
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, AmbiguousModel, HappyRobotHook
+from airflow_provider_modelreg.http import ServiceError
+from airflow_provider_modelreg.idempotency import create_once, idempotency_key
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
 from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
@@ -14,12 +18,62 @@ from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+SERVICE = "happyrobot"
+MODEL_ID = "happyrobot_model_id"
+FIRST_TRY = "first_try_started"
+
+
+class _Claims:
+    """Where a task instance records the model it created, durably, the moment the create answers.
+
+    ``airflow_provider_modelreg.task_state`` (Airflow 3.3's task state, with a fallback that survives a
+    retry on 3.2) when the package has it; until then Airflow Variables keyed by the task instance's
+    idempotency key, and one per claimed model id, which survive retries and clears on both versions.
+    """
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.key = idempotency_key(context)
+        try:
+            from airflow_provider_modelreg import task_state  # type: ignore[attr-defined]
+        except ImportError:
+            task_state = None
+        self.task_state = task_state
+
+    def recall(self, name: str) -> str | None:
+        if self.task_state is not None:
+            return self.task_state.recall(self.context, name)
+        from airflow.sdk import Variable
+
+        return Variable.get(f"modelreg.{self.key}.{name}", default=None)
+
+    def remember(self, name: str, value: str) -> None:
+        if self.task_state is not None:
+            self.task_state.remember(self.context, name, value)
+            return
+        from airflow.sdk import Variable
+
+        Variable.set(f"modelreg.{self.key}.{name}", value)
+        if name == MODEL_ID:
+            Variable.set(f"modelreg.claim.{SERVICE}.{value}", self.key)
+
+    def is_claimed(self, model_id: str) -> bool:
+        if self.task_state is not None:
+            return bool(self.task_state.is_claimed(SERVICE, model_id))
+        from airflow.sdk import Variable
+
+        return Variable.get(f"modelreg.claim.{SERVICE}.{model_id}", default=None) is not None
+
 
 class HappyRobotCreateModelOperator(CreateAndWaitOperator):
     """Clone a HappyRobot model and train it; optionally wait until it is ``active``.
 
-    A retried task returns the model its first try created (looked up by use case, name, source model
-    and training samples among models created since the DAG run's ``run_after``), never a second one.
+    A model belongs to the task instance that created it: its id is recorded durably the moment the create
+    answers, and a retry returns that model. Only when a create's answer was lost does a retry look the model
+    up, adopting one that no task instance has recorded, with the same name, use case and source model,
+    created since this task instance's first try began, and only when exactly one matches (several: the
+    task fails, naming them). HappyRobot has no idempotency key, so overlapping tries of one task instance
+    (e.g. a worker lost while its try still runs) can still make two models.
 
     :param use_case_id: use case of the model.
     :param name: name of the new model.
@@ -80,14 +134,39 @@ class HappyRobotCreateModelOperator(CreateAndWaitOperator):
 
     def create(self, context: Context, request: CreateModelRequest) -> dict[str, Any]:
         hook: HappyRobotHook = self.hook  # type: ignore[assignment]
-        since = context["dag_run"].run_after
-        model, created = create_once(
-            find=lambda: hook.find_model(request, since),
-            create=lambda: hook.create_model(request),
-            retry=hook.client.retry,
-            logger=self.log,
-        )
-        self.log.info("%s HappyRobot model %s (%s)", "Created" if created else "Reusing", model["id"], request.name)
+        claims = _Claims(context)
+        if recorded := claims.recall(MODEL_ID):
+            try:
+                model = hook.get_model(recorded)
+            except ServiceError as exc:
+                if exc.status != 404:
+                    raise
+                self.log.warning("HappyRobot model %s recorded by an earlier try is gone; creating another", recorded)
+            else:
+                self.log.info("Reusing HappyRobot model %s, recorded by an earlier try", recorded)
+                return model
+        first_try = claims.recall(FIRST_TRY)
+        if first_try is None:
+            first_try = datetime.now(timezone.utc).isoformat()
+            claims.remember(FIRST_TRY, first_try)
+        since = datetime.fromisoformat(first_try)
+
+        def find() -> dict[str, Any] | None:
+            try:
+                found = hook.find_model(request, since, claims.is_claimed)
+            except AmbiguousModel as exc:
+                raise AirflowFailException(str(exc)) from None
+            if found is not None:
+                claims.remember(MODEL_ID, found["id"])
+            return found
+
+        def create() -> dict[str, Any]:
+            model = hook.create_model(request)
+            claims.remember(MODEL_ID, model["id"])  # before anything else can fail
+            return model
+
+        model, created = create_once(find=find, create=create, retry=hook.client.retry, logger=self.log)
+        self.log.info("%s HappyRobot model %s (%s)", "Created" if created else "Adopting", model["id"], request.name)
         return model
 
     def resource_ref(self, resource: dict[str, Any]) -> dict[str, Any]:

@@ -111,7 +111,8 @@ def router(state: SandboxState) -> APIRouter:
     ) -> Any:
         if denied := authorised(request):
             return denied
-        views = [view(state, r) for r in state.all(SERVICE)]
+        # List items carry no train_sample_ids (docs.happyrobot.ai, API-NOTES 9); a single read does.
+        views = [{k: v for k, v in view(state, r).items() if k != "train_sample_ids"} for r in state.all(SERVICE)]
         return [
             v
             for v in views

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 from typing import Any
 
 import pytest
@@ -122,3 +124,72 @@ def test_retries_through_throttling_then_succeeds(run_dag, sandbox, happyrobot_c
     assert result.state == "success"
     assert sandbox.sandbox.faults.injected == {"status_429": 1, "status_503": 1}
     assert len(sandbox.sandbox.state.all("happyrobot")) == 1
+
+
+# -- a model belongs to the task instance that created it (issue 14 item 6) --------------------------
+def run_at(dag, logical_date: dt.datetime, connections: dict[str, Any], monkeypatch) -> Any:
+    """Like run_dag, for a given logical date (what a backfill makes)."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from conftest import DagRunResult
+
+    for conn_id, conn in connections.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    DagBundlesManager().sync_bundles_to_db()
+    bag = DagBag(dag_folder=os.devnull)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+    return DagRunResult(dag.test(logical_date=logical_date))
+
+
+def mapped_dag(dag_id: str, use_cases: int):
+    from airflow.sdk import DAG
+
+    with DAG(dag_id, schedule="@weekly", start_date=dt.datetime(2026, 1, 1), catchup=False) as dag:
+        HappyRobotCreateModelOperator.partial(
+            task_id="train",
+            name="fleet-bot",  # the same name in every run and map index
+            from_model_id=SOURCE_MODEL,
+            test_sample_ids=[],
+            conn_id="hr",
+            wait_for_completion=False,
+        ).expand_kwargs([{"use_case_id": "uc-1", "train_sample_ids": [f"s{i}"]} for i in range(use_cases)])
+    return dag
+
+
+def test_a_backfill_of_a_mapped_dag_trains_one_model_per_task_instance(run_dag, sandbox, happyrobot_conn, monkeypatch):
+    """Same name, use case and source model in every run and map index: none may adopt another's model."""
+    dag = mapped_dag("hr_backfill_mapped", use_cases=3)
+    dates = [dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(weeks=w) for w in range(3)]
+    results = [run_at(dag, date, {"hr": happyrobot_conn}, monkeypatch) for date in dates]
+    assert [r.state for r in results] == ["success"] * 3
+    ids = [r.xcom("train", map_index=i)["id"] for r in results for i in range(3)]
+    models = sandbox.sandbox.state.all("happyrobot")
+    assert len(set(ids)) == len(ids) == len(models) == 9  # 3 runs x 3 map indexes, 9 distinct models
+
+
+def test_two_dags_sharing_a_name_template_each_train_their_own(run_dag, sandbox, happyrobot_conn):
+    first = run_dag(make_dag("hr_shared_name_a", wait_for_completion=False), {"hr": happyrobot_conn})
+    second = run_dag(make_dag("hr_shared_name_b", wait_for_completion=False), {"hr": happyrobot_conn})
+    assert first.state == second.state == "success"
+    assert first.xcom("train")["id"] != second.xcom("train")["id"]
+    assert len(sandbox.sandbox.state.all("happyrobot")) == 2
+
+
+def test_an_unrecorded_model_from_before_the_first_try_is_never_adopted(run_dag, sandbox, happyrobot_conn, monkeypatch):
+    from airflow_provider_modelreg.hooks.happyrobot import HappyRobotHook
+    from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
+
+    monkeypatch.setenv("AIRFLOW_CONN_HR", json.dumps(happyrobot_conn))
+    outside = HappyRobotHook(conn_id="hr").create_model(
+        CreateModelRequest(
+            use_case_id="uc-1",
+            name="support-bot",
+            from_model_id=SOURCE_MODEL,
+            train_sample_ids=["x"],
+            test_sample_ids=[],
+        )
+    )
+    result = run_dag(make_dag("hr_outside_model", wait_for_completion=False), {"hr": happyrobot_conn})
+    assert result.state == "success" and result.xcom("train")["id"] != outside["id"]
+    assert len(sandbox.sandbox.state.all("happyrobot")) == 2
