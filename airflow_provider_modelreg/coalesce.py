@@ -168,7 +168,11 @@ async def aread(
         return await _alone(client, spec, ref)
     loop = asyncio.get_running_loop()
     groups = _groups.setdefault(loop, {})
-    gkey = (spec.key, client.share_key(), key)
+    # A client's settings do not change after it is built: its share key is computed once (a digest).
+    share = client.__dict__.get("_coalesce_share_key") or client.__dict__.setdefault(
+        "_coalesce_share_key", client.share_key()
+    )
+    gkey = (spec.key, share, key)
     group = groups.get(gkey)
     if group is None:
         group = groups[gkey] = _Group()
