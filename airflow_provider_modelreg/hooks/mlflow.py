@@ -11,6 +11,7 @@ Errors keep the service's code (:func:`is_already_exists`, :func:`is_not_found` 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -548,3 +549,62 @@ def mlflow_hook(conn_id: str, retry: RetryPolicy | None = None) -> MlflowHook:
     hook = mlflow_hook_class(conn.conn_type)(conn_id=conn_id, retry=retry)
     hook.__dict__["connection"] = conn  # read once
     return hook
+
+
+# -- aliases (issue 17) -------------------------------------------------------------------------------
+# MLflow's registry aliases (``champion``, ``challenger``, ...), which replace the stages MLflow deprecated
+# in 2.9. Set is POST and delete is DELETE on ``registered-models/alias`` with a JSON body, as MlflowClient
+# sends them. Oracle's MLOpsClient 5.1.1 has no alias operations; the AI Data Platform flavour is served at
+# MLflow's suffixes and methods (unconfirmed for the real platform, as the sandbox says). Both calls set a
+# value to a given state, so resending them is harmless.
+ALIAS_RULE = re.compile(r"^[\w\-]{1,255}$")
+
+
+def validate_alias(alias: Any, *, to_set: bool = False) -> str:
+    """The alias, or InvalidRequest naming the rule (MLflow's: letters, digits, ``_`` and ``-``, 1..255;
+    ``latest`` and ``v<digits>`` are reserved names a server refuses to set)."""
+    from airflow_provider_modelreg.models.base import InvalidRequest
+
+    if not isinstance(alias, str) or not ALIAS_RULE.match(alias):
+        raise InvalidRequest(f"alias: {alias!r} must be 1..255 letters, digits, '_' or '-'; nothing was sent")
+    if to_set and (alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias)):
+        raise InvalidRequest(f"alias: {alias!r} is reserved by MLflow ('latest', 'v<n>'); nothing was sent")
+    return alias
+
+
+def aliases_of(registered_model: Mapping[str, Any]) -> dict[str, str]:
+    """``{alias: version}`` of a registered model as ``registered-models/get`` answers it."""
+    return {
+        str(a["alias"]): str(a["version"])
+        for a in registered_model.get("aliases") or []
+        if isinstance(a, Mapping) and a.get("alias") is not None
+    }
+
+
+def get_aliases(hook: MlflowHook, name: str) -> dict[str, str]:
+    """``{alias: version}`` of the registered model ``name`` (ServiceError 404 when it does not exist)."""
+    model = hook.request(
+        ApiRequest("GET", f"{hook.registry_api}/registered-models/get", params={"name": name})
+    ).json_object("registered_model")
+    return aliases_of(model)
+
+
+def get_alias_holder(hook: MlflowHook, name: str, alias: str) -> dict[str, Any] | None:
+    """The model version holding ``alias``, or None when no version holds it."""
+    version = get_aliases(hook, name).get(validate_alias(alias))
+    return None if version is None else hook.get_model_version(name, version)
+
+
+def set_alias(hook: MlflowHook, name: str, alias: str, version: str | int) -> None:
+    """Point ``alias`` at ``version`` of ``name`` (moving it from any other version)."""
+    body = {"name": name, "alias": validate_alias(alias, to_set=True), "version": str(version)}
+    hook.request(ApiRequest("POST", f"{hook.registry_api}/registered-models/alias", json=body, idempotent=True))
+
+
+def delete_alias(hook: MlflowHook, name: str, alias: str) -> bool:
+    """Remove ``alias`` from ``name``; False (nothing deleted) when no version held it."""
+    if validate_alias(alias) not in get_aliases(hook, name):
+        return False
+    body = {"name": name, "alias": alias}
+    hook.request(ApiRequest("DELETE", f"{hook.registry_api}/registered-models/alias", json=body, idempotent=True))
+    return True

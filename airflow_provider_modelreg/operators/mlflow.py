@@ -11,12 +11,20 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
 from airflow_provider_modelreg.hooks.mlflow import (
     IDEMPOTENCY_TAG,
     MODEL_VERSION_LIFECYCLE,
     RUN_LIFECYCLE,
     MlflowHook,
+    delete_alias,
+    get_alias_holder,
+    get_aliases,
     mlflow_hook,
+    set_alias,
+    validate_alias,
 )
 from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.idempotency import create_once, idempotency_key
@@ -438,3 +446,237 @@ class MlflowCreateModelVersionOperator(CreateAndWaitOperator):
 
     def resource_ref(self, resource: dict[str, Any]) -> dict[str, Any]:
         return {"api": self.hook.registry_api, "name": resource["name"], "version": str(resource["version"])}
+
+
+# -- aliases and the champion/challenger gate (issue 17) --------------------------------------------------
+# Kept apart from the create operators above: these change where an alias points, they create nothing.
+class _AliasOperator(BaseOperator):
+    """Shared by the alias operators: an ``mlflow`` or ``oci_aidp`` connection and the hook on it."""
+
+    ui_color = "#e8f4fa"
+
+    def __init__(self, *, name: str, alias: str, conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.alias = alias
+        self.conn_id = conn_id or MlflowHook.default_conn_name
+
+    @cached_property
+    def hook(self) -> MlflowHook:
+        return mlflow_hook(self.conn_id)
+
+    def _checked_name(self) -> str:
+        name = "" if self.name is None else str(self.name)
+        if not 1 <= len(name) <= 255 or name == "None":
+            raise AirflowFailException(f"name: {self.name!r} must be a registered model name of 1..255 characters")
+        return name
+
+
+class MlflowSetAliasOperator(_AliasOperator):
+    """Point a registered model's alias (``champion``, ``challenger``, ...) at a version.
+
+    Idempotent: setting an alias to the version that holds it sends nothing. Returns
+    ``{"name", "alias", "version", "previous"}`` (``previous``: the version that held it before, or None).
+
+    :param name: registered model name.
+    :param alias: 1..255 letters, digits, ``_`` or ``-`` (``latest`` and ``v<n>`` are reserved).
+    :param version: the version to point the alias at.
+    :param conn_id: an ``mlflow`` or ``oci_aidp`` connection (default ``mlflow_default``).
+    """
+
+    template_fields: Sequence[str] = ("name", "alias", "version", "conn_id")
+
+    def __init__(self, *, version: str | int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.version = version
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        name = self._checked_name()
+        try:
+            alias = validate_alias(self.alias, to_set=True)
+        except InvalidRequest as exc:
+            raise AirflowFailException(str(exc)) from None
+        version = str(self.version)
+        if not version.isdigit():
+            raise AirflowFailException(f"version: {self.version!r} must be a version number; nothing was sent")
+        previous = get_aliases(self.hook, name).get(alias)
+        if previous == version:
+            self.log.info("Alias %r of model %r already points at version %s", alias, name, version)
+        else:
+            set_alias(self.hook, name, alias, version)
+            self.log.info("Alias %r of model %r now points at version %s (was %s)", alias, name, version, previous)
+        return {"name": name, "alias": alias, "version": version, "previous": previous}
+
+
+class MlflowDeleteAliasOperator(_AliasOperator):
+    """Remove a registered model's alias; an alias no version holds is not an error.
+
+    Returns ``{"name", "alias", "deleted", "previous"}``.
+
+    :param name: registered model name.
+    :param alias: the alias to remove.
+    :param conn_id: an ``mlflow`` or ``oci_aidp`` connection (default ``mlflow_default``).
+    """
+
+    template_fields: Sequence[str] = ("name", "alias", "conn_id")
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        name = self._checked_name()
+        try:
+            alias = validate_alias(self.alias)
+        except InvalidRequest as exc:
+            raise AirflowFailException(str(exc)) from None
+        previous = get_aliases(self.hook, name).get(alias)
+        deleted = delete_alias(self.hook, name, alias) if previous is not None else False
+        self.log.info(
+            "Alias %r of model %r %s", alias, name, f"removed (was version {previous})" if deleted else "was not set"
+        )
+        return {"name": name, "alias": alias, "deleted": deleted, "previous": previous}
+
+
+def compare_metrics(
+    candidate: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    directions: Mapping[str, str],
+    min_improvement: Mapping[str, float],
+) -> tuple[bool, str]:
+    """Promote when every named metric is at least its minimum improvement better (``max``: higher is
+    better, ``min``: lower is better) and one of them is strictly better; the reason names each metric
+    with the old and the new value."""
+    if champion is None:
+        return True, "no version holds the alias yet"
+    parts, better, worse = [], False, False
+    for metric, direction in directions.items():
+        new = candidate[metric]
+        old = champion.get(metric)
+        if old is None:
+            parts.append(f"{metric} {new:g} (the holder has none)")
+            better = True
+            continue
+        gain = new - old if direction == "max" else old - new
+        need = min_improvement.get(metric, 0.0)
+        word = "higher" if direction == "max" else "lower"
+        if gain >= need and gain > 0:
+            better = True
+            parts.append(f"{metric} {old:g} -> {new:g} ({word} is better, improved by {abs(gain):g})")
+        elif gain >= need:
+            parts.append(f"{metric} {old:g} -> {new:g} (unchanged)")
+        else:
+            worse = True
+            shortfall = f"needs an improvement of at least {need:g}" if gain >= 0 else f"{word} is better"
+            parts.append(f"{metric} {old:g} -> {new:g} ({shortfall})")
+    return better and not worse, "; ".join(parts)
+
+
+class MlflowChampionChallengerOperator(_AliasOperator):
+    """Compare a new version's metrics with the alias holder's and promote it only when it is better.
+
+    The metrics are read from each version's run. ``metrics`` names each metric and its direction
+    (``{"f1": "max", "latency_ms": "min"}``); ``min_improvement`` is one number for all or a number per
+    metric. The candidate is better when every metric improves by at least its minimum (and one
+    strictly); no holder yet means promote. The reason (each metric, old and new value) is logged.
+    Returns the decision (also pushed as XCom ``decision``), so a ``@task.branch`` can choose a path:
+    ``{"promote", "reason", "name", "alias", "version", "champion_version", "candidate", "champion",
+    "promoted"}``.
+
+    :param name: registered model name.
+    :param version: the candidate version.
+    :param metrics: ``{metric: "max" | "min"}``.
+    :param alias: the alias the winner holds (default ``champion``).
+    :param min_improvement: the least gain that counts as better (default 0).
+    :param promote: set the alias when the candidate wins (default true); false only decides.
+    :param conn_id: an ``mlflow`` or ``oci_aidp`` connection (default ``mlflow_default``).
+    """
+
+    template_fields: Sequence[str] = ("name", "alias", "version", "metrics", "min_improvement", "conn_id")
+
+    def __init__(
+        self,
+        *,
+        version: str | int,
+        metrics: Mapping[str, str],
+        alias: str = "champion",
+        min_improvement: float | Mapping[str, float] = 0.0,
+        promote: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(alias=alias, **kwargs)
+        self.version = version
+        self.metrics = metrics
+        self.min_improvement = min_improvement
+        self.promote = promote
+
+    def _rules(self) -> tuple[dict[str, str], dict[str, float]]:
+        if not isinstance(self.metrics, Mapping) or not self.metrics:
+            raise AirflowFailException('metrics: give {name: "max" | "min"} with at least one metric')
+        directions = {}
+        for metric, direction in self.metrics.items():
+            if str(direction).lower() not in ("max", "min"):
+                raise AirflowFailException(f"metrics: direction of {metric!r} is {direction!r}, not 'max' or 'min'")
+            directions[str(metric)] = str(direction).lower()
+        given = self.min_improvement
+        if isinstance(given, Mapping):
+            unknown = set(given) - set(directions)
+            if unknown:
+                raise AirflowFailException(f"min_improvement: {sorted(unknown)} are not among the metrics")
+            minimum = {m: float(given.get(m, 0.0)) for m in directions}
+        else:
+            minimum = dict.fromkeys(directions, float(given))
+        if any(v < 0 for v in minimum.values()):
+            raise AirflowFailException("min_improvement: must be 0 or more")
+        return directions, minimum
+
+    def _run_metrics(self, version: Mapping[str, Any], wanted: Sequence[str]) -> dict[str, float]:
+        run_id = version.get("run_id")
+        if not run_id:
+            return {}
+        data = self.hook.get_run(str(run_id)).get("data") or {}
+        latest = {m["key"]: float(m["value"]) for m in data.get("metrics", []) if m.get("key") in wanted}
+        return latest
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        name = self._checked_name()
+        try:
+            alias = validate_alias(self.alias, to_set=self.promote)
+        except InvalidRequest as exc:
+            raise AirflowFailException(str(exc)) from None
+        directions, minimum = self._rules()
+        version = str(self.version)
+        if not version.isdigit():
+            raise AirflowFailException(f"version: {self.version!r} must be a version number; nothing was sent")
+        candidate_version = self.hook.get_model_version(name, version)
+        candidate = self._run_metrics(candidate_version, list(directions))
+        missing = [m for m in directions if m not in candidate]
+        if missing:
+            raise AirflowFailException(
+                f"version {version} of model {name!r}: its run ({candidate_version.get('run_id')}) "
+                f"has no metric {', '.join(map(repr, missing))}"
+            )
+        holder = get_alias_holder(self.hook, name, alias)
+        champion = None if holder is None else self._run_metrics(holder, list(directions))
+        holder_version = None if holder is None else str(holder["version"])
+        if holder_version == version:
+            promote, reason = False, f"version {version} already holds {alias!r}"
+        else:
+            promote, reason = compare_metrics(candidate, champion, directions, minimum)
+        verdict = "promote" if promote else "keep"
+        who = f"version {holder_version}" if holder_version else "no holder"
+        self.log.info("Model %r: %s version %s over %s for alias %r: %s", name, verdict, version, who, alias, reason)
+        promoted = False
+        if promote and self.promote:
+            set_alias(self.hook, name, alias, version)
+            promoted = True
+            self.log.info("Alias %r of model %r now points at version %s", alias, name, version)
+        decision = {
+            "promote": promote,
+            "promoted": promoted,
+            "reason": reason,
+            "name": name,
+            "alias": alias,
+            "version": version,
+            "champion_version": holder_version,
+            "candidate": candidate,
+            "champion": champion,
+        }
+        context["ti"].xcom_push(key="decision", value=decision)
+        return decision
