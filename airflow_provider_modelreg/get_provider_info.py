@@ -72,7 +72,25 @@ TRANSPORT_FIELDS: dict[str, dict[str, Any]] = {
     },
 }
 
+# The ways an OCI connection authenticates (auth/oci.py AUTH_TYPES; the first four are
+# apache-airflow-providers-oci's names).
+OCI_AUTH_TYPES = (
+    "api_key",
+    "config_file",
+    "instance_principal",
+    "resource_principal",
+    "security_token",
+    "workload_identity",
+)
+
 OCI_CREDENTIAL_FIELDS: dict[str, dict[str, Any]] = {
+    "auth_type": {
+        "label": "Authentication",
+        "schema": {"type": ["string", "null"], "enum": [*OCI_AUTH_TYPES, None]},
+        "description": "api_key (the fields below), config_file (an OCI config profile), security_token "
+        "(a session token file), instance_principal (OCI Compute), resource_principal (RPv2.2 variables) or "
+        "workload_identity (OKE). Blank: derived from what is filled (API-key fields win over the profile).",
+    },
     "tenancy": _text("Tenancy OCID"),
     "user": _text("User OCID"),
     "fingerprint": _text("API key fingerprint"),
@@ -111,7 +129,9 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
     {
         "hook-class-name": f"{PACKAGE}.hooks.oci_vision.OCIVisionHook",
         "hook-name": "Oracle Cloud Infrastructure",
-        "connection-type": "oci",
+        # Not "oci": apache-airflow-providers-oci declares that type (two providers declaring one type
+        # collide in the UI). Its "oci" connections work with these hooks as they are (README).
+        "connection-type": "oci_vision",
         "conn-fields": {**OCI_CREDENTIAL_FIELDS, **TRANSPORT_FIELDS},
         "ui-field-behaviour": {
             "hidden-fields": ["schema", "port", "login", "password", "extra"],

@@ -576,8 +576,8 @@ async def first_event(trigger: LifecycleTrigger) -> dict[str, Any]:
 # == every declared secret field is covered ======================================================================
 COVERED = {
     ("happyrobot", "password"),
-    ("oci", "private_key"),
-    ("oci", "passphrase"),
+    ("oci_vision", "private_key"),
+    ("oci_vision", "passphrase"),
     ("oci_aidp", "private_key"),
     ("oci_aidp", "passphrase"),
     ("mlflow", "password"),
@@ -604,7 +604,7 @@ def test_every_secret_field_of_every_connection_type_has_a_canary_test():
 # == TLS ==========================================================================================================
 HOOKS = {
     "happyrobot": ("airflow_provider_modelreg.hooks.happyrobot", "HappyRobotHook"),
-    "oci": ("airflow_provider_modelreg.hooks.oci_vision", "OCIVisionHook"),
+    "oci_vision": ("airflow_provider_modelreg.hooks.oci_vision", "OCIVisionHook"),
     "oci_aidp": ("airflow_provider_modelreg.hooks.mlflow", "OCIDataPlatformMlflowHook"),
     "mlflow": ("airflow_provider_modelreg.hooks.mlflow", "MlflowHook"),
     "nemo_platform": ("airflow_provider_modelreg.hooks.nemo", "NemoModelsHook"),
@@ -616,10 +616,10 @@ def connection(conn_type: str, host: str, oci_pem: str, **extra: Any) -> Any:
 
     fields: dict[str, Any] = dict(extra)
     password = None
-    if conn_type in ("oci", "oci_aidp"):
+    if conn_type in ("oci_vision", "oci_aidp"):
         fields |= {"tenancy": TENANCY, "user": USER, "fingerprint": FINGERPRINT, "private_key": oci_pem}
         fields |= {"region": "us-ashburn-1", "ai_data_platform_id": PLATFORM_ID, "workspace_key": WORKSPACE_KEY}
-        if conn_type == "oci":
+        if conn_type == "oci_vision":
             fields = {k: v for k, v in fields.items() if k not in ("ai_data_platform_id", "workspace_key")}
     elif conn_type == "happyrobot":
         password = "sandbox-happyrobot-key"

@@ -7,13 +7,17 @@ byte-for-byte what the ``oci`` SDK's ``Signer`` produces; the SDK itself is neve
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import configparser
 import email.utils
 import hashlib
 import json
+import logging
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,20 +27,24 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Mapping
+    from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 
 __all__ = [
     "EMPTY_BODY_SHA256",
     "OCIAuthError",
     "OCICredentials",
     "OCISigner",
+    "SigningIdentity",
     "credentials_from_fields",
     "load_private_key",
     "read_oci_config",
+    "resolve_auth_type",
 ]
 
 #: base64(SHA-256(b"")): OCI wants ``x-content-sha256`` even when a POST/PUT/PATCH has no body.
 EMPTY_BODY_SHA256 = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_FILE = "~/.oci/config"
 DEFAULT_PROFILE = "DEFAULT"
@@ -58,33 +66,51 @@ class OCISigner(httpx.Auth):
     # httpx reads a streamed body before calling auth_flow, so the body hash is always computable.
     requires_request_body = True
 
-    def __init__(self, key_id: str, private_key: rsa.RSAPrivateKey) -> None:
-        if not isinstance(private_key, rsa.RSAPrivateKey):
-            raise TypeError("OCI request signing needs an RSA private key")
-        # keyId goes between quotes in a header: refuse characters that would break out of it.
-        if not key_id or any(c in key_id for c in '"\\\r\n'):
-            raise ValueError("OCI keyId is empty or contains a quote, backslash or line break")
-        self.key_id = key_id
-        self._private_key = private_key
+    def __init__(
+        self,
+        key_id: str | None = None,
+        private_key: rsa.RSAPrivateKey | None = None,
+        *,
+        identity: SigningIdentity | None = None,
+        sign_host: bool = True,
+    ) -> None:
+        if identity is None:
+            if not isinstance(private_key, rsa.RSAPrivateKey):
+                raise TypeError("OCI request signing needs an RSA private key")
+            identity = StaticIdentity(_checked_key_id(key_id or ""), private_key)
+        self._identity = identity
+        # The federation endpoint's own signing leaves out the host header (as the SDK's token request does).
+        self._generic = _GENERIC_HEADERS if sign_host else ("date", "(request-target)")
+        self._body = (*self._generic, "content-length", "content-type", "x-content-sha256")
         # Built once: every request reuses the same padding/hash objects and header prefixes, so the
         # per-request cost is the RSA operation plus a few string joins.
         self._padding = padding.PKCS1v15()
         self._hash = hashes.SHA256()
-        self._prefix_generic = self._header_prefix(_GENERIC_HEADERS)
-        self._prefix_body = self._header_prefix(_BODY_HEADERS)
+        self._prefixes_for: str | None = None
+        self._prefix_generic = self._prefix_body = ""
+
+    @property
+    def key_id(self) -> str:
+        return self._identity.key_id
+
+    @property
+    def identity(self) -> SigningIdentity:
+        return self._identity
+
+    def _prefixes(self, key_id: str) -> tuple[str, str]:
+        if self._prefixes_for != key_id:  # a refreshed session token changes the keyId
+            self._prefix_generic = self._header_prefix(key_id, self._generic)
+            self._prefix_body = self._header_prefix(key_id, self._body)
+            self._prefixes_for = key_id
+        return self._prefix_generic, self._prefix_body
 
     def share_key(self) -> str:
-        """Which credential this is (keyId and public key, hashed), so clients using it can share connections."""
-        public = self._private_key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return hashlib.sha256(self.key_id.encode("utf-8") + b"\0" + public).hexdigest()
+        """Which credential this is (hashed), so clients using it can share connections."""
+        return self._identity.share_key()
 
-    def _header_prefix(self, names: tuple[str, ...]) -> str:
-        return (
-            f'Signature version="1",keyId="{self.key_id}",algorithm="rsa-sha256",'
-            f'headers="{" ".join(names)}",signature="'
-        )
+    @staticmethod
+    def _header_prefix(key_id: str, names: tuple[str, ...]) -> str:
+        return f'Signature version="1",keyId="{key_id}",algorithm="rsa-sha256",headers="{" ".join(names)}",signature="'
 
     def __repr__(self) -> str:
         # A session-token keyId embeds the token: show only its kind.
@@ -105,6 +131,8 @@ class OCISigner(httpx.Auth):
         header value, ``headers`` the request's current headers (any case) and ``body`` its final bytes.
         """
         verb = method.lower()
+        key_id, private_key = self._identity.key_id, self._identity.private_key
+        prefix_generic, prefix_body = self._prefixes(key_id)
         if verb in _BODY_METHODS:
             sign_body = True
         elif verb in _NO_BODY_METHODS:
@@ -127,21 +155,24 @@ class OCISigner(httpx.Auth):
             length = str(len(body))
             out["content-length"] = length
             out["x-content-sha256"] = digest
+            base = f"date: {date}\n(request-target): {verb} {url_raw_path}"
+            if "host" in self._generic:
+                base += f"\nhost: {host}"
             signing_string = (
-                f"date: {date}\n(request-target): {verb} {url_raw_path}\nhost: {host}\n"
-                f"content-length: {length}\ncontent-type: {content_type}\nx-content-sha256: {digest}"
+                f"{base}\ncontent-length: {length}\ncontent-type: {content_type}\nx-content-sha256: {digest}"
             )
-            prefix = self._prefix_body
+            prefix = prefix_body
         else:
-            signing_string = f"date: {date}\n(request-target): {verb} {url_raw_path}\nhost: {host}"
-            prefix = self._prefix_generic
+            signing_string = f"date: {date}\n(request-target): {verb} {url_raw_path}"
+            if "host" in self._generic:
+                signing_string += f"\nhost: {host}"
+            prefix = prefix_generic
 
-        signature = self._private_key.sign(signing_string.encode("utf-8"), self._padding, self._hash)
+        signature = private_key.sign(signing_string.encode("utf-8"), self._padding, self._hash)
         out["authorization"] = prefix + base64.b64encode(signature).decode("ascii") + '"'
         return out
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """Sign the final URL and body bytes of ``request``, then send it once."""
+    def _sign(self, request: httpx.Request) -> None:
         # Sign the Host header actually sent (httpx drops default ports, keeps others: "host:8443").
         host = request.headers.get("host") or request.url.netloc.decode("ascii")
         new_headers = self.sign_headers(
@@ -155,7 +186,151 @@ class OCISigner(httpx.Auth):
             # The body is fully read, so send it with the signed Content-Length rather than chunked.
             request.headers.pop("transfer-encoding", None)
         request.headers.update(new_headers)
-        yield request
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Sign the final URL and body bytes of ``request`` and send it; on a 401, once more if the
+        credential changed meanwhile (a session token refreshed in its file, a principal's new token)."""
+        self._identity.prepare()
+        self._sign(request)
+        response = yield request
+        if response.status_code == 401 and self._identity.after_unauthorized():
+            log.info("OCI answered 401; signing once more with the re-read credential")
+            request.headers.pop("authorization", None)
+            self._sign(request)
+            yield request
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.read()
+        yield from self.auth_flow(request)
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """As :meth:`auth_flow`, but whatever reads a file or calls a token service runs in a worker
+        thread, never in the event loop (a triggerer runs thousands of waits on it)."""
+        await request.aread()
+        if self._identity.due():
+            await asyncio.to_thread(self._identity.prepare)
+        self._sign(request)
+        response = yield request
+        if response.status_code == 401 and await asyncio.to_thread(self._identity.after_unauthorized):
+            log.info("OCI answered 401; signing once more with the re-read credential")
+            request.headers.pop("authorization", None)
+            self._sign(request)
+            yield request
+
+
+def _checked_key_id(key_id: str) -> str:
+    # keyId goes between quotes in a header: refuse characters that would break out of it.
+    if not key_id or any(c in key_id for c in '"\\\r\n'):
+        raise ValueError("OCI keyId is empty or contains a quote, backslash or line break")
+    return key_id
+
+
+class SigningIdentity:
+    """Who signs: a keyId and its RSA key, possibly changing over time (a refreshed session token).
+
+    ``due()`` is a cheap check (no I/O) of whether ``prepare()`` has work to do; ``prepare()`` may read
+    files or call a token service, so the async signer runs it in a worker thread.
+    ``after_unauthorized()`` re-reads the credential after a 401 and says whether a resend may help.
+    """
+
+    key_id: str
+    private_key: rsa.RSAPrivateKey
+
+    def due(self) -> bool:
+        return False
+
+    def prepare(self) -> None:
+        return None
+
+    def after_unauthorized(self) -> bool:
+        return False
+
+    def share_key(self) -> str:
+        public = self.private_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return hashlib.sha256(self.key_id.encode("utf-8") + b"\0" + public).hexdigest()
+
+    def __repr__(self) -> str:
+        shown = "ST$<session token>" if self.key_id.startswith("ST$") else self.key_id
+        return f"{type(self).__name__}(key_id={shown!r})"
+
+
+class StaticIdentity(SigningIdentity):
+    """An API key: keyId ``tenancy/user/fingerprint``, never changing."""
+
+    def __init__(self, key_id: str, private_key: rsa.RSAPrivateKey) -> None:
+        self.key_id = key_id
+        self.private_key = private_key
+
+
+#: How often a signer looks at a session token file for a newer token (a stat, in a worker thread).
+TOKEN_FILE_CHECK_SECONDS = 5.0
+
+
+class SessionTokenFileIdentity(SigningIdentity):
+    """keyId ``ST$<token>`` with the token read from a file that ``oci session refresh`` (or the platform)
+    rewrites: re-read when the file changes (checked every :data:`TOKEN_FILE_CHECK_SECONDS`) and after a 401."""
+
+    def __init__(self, path: str, private_key: rsa.RSAPrivateKey, *, clock: Callable[[], float] = time.monotonic):
+        self.path = os.path.expanduser(path)
+        self.private_key = private_key
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stamp = _file_stamp(self.path)
+        self._token = _read_session_token(self.path)
+        self._checked = clock()
+
+    @property
+    def key_id(self) -> str:
+        return f"ST${self._token}"
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    def share_key(self) -> str:
+        # The token changes; the file and key do not: clients sharing one file share connections.
+        public = self.private_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return hashlib.sha256(b"token-file\0" + self.path.encode() + b"\0" + public).hexdigest()
+
+    def due(self) -> bool:
+        return self._clock() - self._checked >= TOKEN_FILE_CHECK_SECONDS
+
+    def prepare(self) -> None:
+        if self.due():
+            self._reload(force=False)
+
+    def after_unauthorized(self) -> bool:
+        return self._reload(force=True)
+
+    def _reload(self, *, force: bool) -> bool:
+        """Re-read the token when the file changed (or always when forced); True when the token changed."""
+        with self._lock:
+            self._checked = self._clock()
+            stamp = _file_stamp(self.path)
+            if not force and stamp == self._stamp:
+                return False
+            try:
+                token = _read_session_token(self.path)
+            except OCIAuthError as exc:
+                log.warning("keeping the current OCI session token: %s", exc)
+                return False
+            self._stamp = stamp
+            changed, self._token = token != self._token, token
+            if changed:
+                log.info("OCI session token re-read from %s", self.path)
+            return changed
+
+
+def _file_stamp(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _normalise_pem(pem: str | bytes) -> bytes:
@@ -193,6 +368,26 @@ def load_private_key(
         raise OCIAuthError("no OCI private key given: set private_key (inline PEM) or key_file")
 
     password = passphrase.encode("utf-8") if passphrase else None
+    # Loaded once per credential (an RSA key takes ~30 ms to load): keyed by digests, never the secrets.
+    cache_key = hashlib.sha256(data).hexdigest() + ":" + hashlib.sha256(password or b"").hexdigest()
+    with _KEY_CACHE_LOCK:
+        cached = _KEY_CACHE.get(cache_key)
+    if cached is not None:
+        return cached
+    key = _parse_private_key(data, password, source)
+    with _KEY_CACHE_LOCK:
+        if len(_KEY_CACHE) >= _KEY_CACHE_SIZE:
+            _KEY_CACHE.pop(next(iter(_KEY_CACHE)))
+        _KEY_CACHE[cache_key] = key
+    return key
+
+
+_KEY_CACHE: dict[str, rsa.RSAPrivateKey] = {}
+_KEY_CACHE_LOCK = threading.Lock()
+_KEY_CACHE_SIZE = 64
+
+
+def _parse_private_key(data: bytes, password: bytes | None, source: str) -> rsa.RSAPrivateKey:
     try:
         key = _load_pem(data, password, source)
     except TypeError:
@@ -241,17 +436,21 @@ class OCICredentials:
     region: str | None
     key_id: str
     private_key: rsa.RSAPrivateKey = field(repr=False)
+    auth_type: str = "api_key"
+    identity: SigningIdentity | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         # keyId of a session token embeds the token itself, so it is masked too.
         key_id = "ST$<session token>" if self.key_id.startswith("ST$") else self.key_id
         return (
-            f"OCICredentials(tenancy={self.tenancy!r}, user={self.user!r}, "
+            f"OCICredentials(auth_type={self.auth_type!r}, tenancy={self.tenancy!r}, user={self.user!r}, "
             f"fingerprint={self.fingerprint!r}, region={self.region!r}, key_id={key_id!r})"
         )
 
     def signer(self) -> OCISigner:
-        """An httpx auth that signs with these credentials."""
+        """An httpx auth that signs with these credentials (following a refreshed token, if any)."""
+        if self.identity is not None:
+            return OCISigner(identity=self.identity)
         return OCISigner(self.key_id, self.private_key)
 
 
@@ -293,6 +492,19 @@ _FIELD_TO_CONFIG_KEY = {
     "private_key": "private_key",
 }
 
+#: The ways of authenticating, as a connection's ``auth_type`` names them. The first four are the names
+#: apache-airflow-providers-oci uses; the others are the SDK's remaining modes.
+AUTH_TYPES = (
+    "api_key",
+    "config_file",
+    "instance_principal",
+    "resource_principal",
+    "security_token",
+    "workload_identity",
+)
+# Fields that only an API-key (or session-token) connection fills.
+_KEY_FIELDS = ("tenancy", "user", "fingerprint", "private_key", "key_file")
+
 
 def _clean(value: Any) -> str | None:
     # Airflow form fields arrive as "" when left blank: treat blank like absent.
@@ -302,17 +514,50 @@ def _clean(value: Any) -> str | None:
     return text or None
 
 
-def credentials_from_fields(fields: Mapping[str, Any]) -> OCICredentials:
-    """Build credentials from flat connection fields, optionally on top of a config-file profile.
+def resolve_auth_type(fields: Mapping[str, Any]) -> str:
+    """The connection's ``auth_type``, or the one its filled fields imply.
 
-    Keys: tenancy, user, fingerprint, private_key (inline PEM), key_file, pass_phrase, region,
-    config_file, profile, security_token_file. Explicit fields win over the profile's values.
+    Without ``auth_type``: a config file, or a profile other than DEFAULT, means ``config_file`` (filled
+    fields override the profile's); else a session token file means ``security_token``; else filled API-key
+    fields mean ``api_key`` (the form pre-fills ``profile: DEFAULT``, which must not send the hook to
+    ``~/.oci/config``); with nothing filled, ``config_file`` (``~/.oci/config``, profile DEFAULT).
     """
-    merged: dict[str, str] = {}
-    config_file = _clean(fields.get("config_file"))
+    explicit = _clean(fields.get("auth_type"))
+    if explicit:
+        kind = explicit.lower()
+        if kind not in AUTH_TYPES:
+            raise OCIAuthError(f"OCI auth_type {explicit!r} is not one of {', '.join(AUTH_TYPES)}")
+        return kind
     profile = _clean(fields.get("profile"))
-    if config_file or profile:
-        merged.update(read_oci_config(config_file or DEFAULT_CONFIG_FILE, profile or DEFAULT_PROFILE))
+    if _clean(fields.get("config_file")) or (profile and profile != DEFAULT_PROFILE):
+        return "config_file"
+    if _clean(fields.get("security_token_file")):
+        return "security_token"
+    if any(_clean(fields.get(name)) for name in _KEY_FIELDS):
+        return "api_key"
+    return "config_file"
+
+
+def credentials_from_fields(fields: Mapping[str, Any]) -> OCICredentials:
+    """Build credentials from flat connection fields, in the way ``auth_type`` (or :func:`resolve_auth_type`)
+    names.
+
+    Keys: auth_type, tenancy, user, fingerprint, private_key (inline PEM), key_file, pass_phrase, region,
+    config_file, profile, security_token_file. ``api_key`` and ``security_token`` read only the fields;
+    ``config_file`` reads the profile and lets filled fields override it; the principals read their
+    platform (see :mod:`airflow_provider_modelreg.auth.oci_principals`).
+    """
+    auth_type = resolve_auth_type(fields)
+    if auth_type in ("instance_principal", "resource_principal", "workload_identity"):
+        from airflow_provider_modelreg.auth.oci_principals import principal_credentials
+
+        return principal_credentials(auth_type, fields)
+
+    merged: dict[str, str] = {}
+    if auth_type == "config_file" or (auth_type == "security_token" and _clean(fields.get("config_file"))):
+        config_file = _clean(fields.get("config_file")) or DEFAULT_CONFIG_FILE
+        profile = _clean(fields.get("profile")) or DEFAULT_PROFILE
+        merged.update(read_oci_config(config_file, profile))
         # key_content is not allowed in a config file (the SDK refuses it too); only the path is used.
         merged.pop("private_key", None)
     for name, key in _FIELD_TO_CONFIG_KEY.items():
@@ -326,9 +571,11 @@ def credentials_from_fields(fields: Mapping[str, Any]) -> OCICredentials:
     region = _clean(merged.get("region"))
     inline_key = merged.get("private_key")
     key_file = _clean(merged.get("key_file"))
-    token_file = _clean(merged.get("security_token_file"))
+    token_file = _clean(merged.get("security_token_file")) if auth_type != "api_key" else None
 
     missing: list[str] = []
+    if auth_type == "security_token" and not token_file:
+        missing.append("security_token_file")
     token: str | None = None
     if token_file:
         token = _read_session_token(token_file)
@@ -336,15 +583,15 @@ def credentials_from_fields(fields: Mapping[str, Any]) -> OCICredentials:
         tenancy = tenancy or _tenancy_from_token(token)
         if not tenancy:
             missing.append("tenancy")
-    else:
+    elif auth_type != "security_token":
         missing.extend(name for name, value in (("tenancy", tenancy), ("user", user)) if not value)
         if not fingerprint:
             missing.append("fingerprint")
     if not inline_key and not key_file:
         missing.append("one of private_key/key_file")
     if missing:
-        mode = "session-token" if token_file else "API-key"
-        raise OCIAuthError(f"OCI {mode} credentials are incomplete: missing {', '.join(missing)}")
+        mode = "session-token" if token_file or auth_type == "security_token" else "API-key"
+        raise OCIAuthError(f"OCI {mode} credentials ({auth_type}) are incomplete: missing {', '.join(missing)}")
 
     # An inline key wins over a key file (as key_content does in the SDK), e.g. a key pasted into the
     # connection on top of a profile that names a file.
@@ -353,7 +600,12 @@ def credentials_from_fields(fields: Mapping[str, Any]) -> OCICredentials:
         path=None if inline_key else key_file,
         passphrase=_clean(merged.get("pass_phrase")),
     )
-    key_id = f"ST${token}" if token is not None else f"{tenancy}/{user}/{fingerprint}"
+    identity: SigningIdentity | None = None
+    if token_file:
+        identity = SessionTokenFileIdentity(token_file, private_key)
+        key_id = identity.key_id
+    else:
+        key_id = f"{tenancy}/{user}/{fingerprint}"
     return OCICredentials(
         tenancy=tenancy or "",
         user=user,
@@ -361,6 +613,8 @@ def credentials_from_fields(fields: Mapping[str, Any]) -> OCICredentials:
         region=region,
         key_id=key_id,
         private_key=private_key,
+        auth_type="security_token" if token_file else auth_type,
+        identity=identity,
     )
 
 

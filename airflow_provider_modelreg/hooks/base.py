@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -196,8 +197,11 @@ class ModelRegHook(BaseHook):
 
     @classmethod
     async def aclient_for(cls, conn_id: str, retry: RetryPolicy | None = None) -> ServiceClient:
+        """The connection fetched async, the client built in a worker thread: building one may load a
+        private key (~30 ms of RSA parsing, then cached per credential), read key, config and token files,
+        or call a token service, none of which may run in the triggerer's event loop."""
         conn = await BaseHook.aget_connection(conn_id)
-        return cls.client_from_connection(conn, retry)
+        return await asyncio.to_thread(cls.client_from_connection, conn, retry)
 
     def request(self, req: ApiRequest) -> ApiResponse:
         return self.client.request(req)

@@ -54,7 +54,8 @@ if TYPE_CHECKING:
 MLFLOW_API = "/api/2.0/mlflow"
 AIDP_API_VERSION = "20260430"
 # Oracle's aidp-python-client uses this host form (API-NOTES section 8); a connection host overrides it.
-AIDP_ENDPOINT_TEMPLATE = "https://datalake.{region}.oci.oraclecloud.com"
+# {oci_domain} is <region>.oci.<the realm's second-level domain> (auth/oci_regions.py).
+AIDP_ENDPOINT_TEMPLATE = "https://datalake.{oci_domain}"
 
 # Duplicate and not-found codes of both flavours: open-source MLflow answers 400 RESOURCE_ALREADY_EXISTS
 # and 404 RESOURCE_DOES_NOT_EXIST; OCI services answer {code, message} with their own codes.

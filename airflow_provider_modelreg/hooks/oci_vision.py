@@ -109,14 +109,16 @@ class OCIVisionHook(OCIBaseHook):
     """OCI AI Vision API. The connection holds OCI API-key (or config-file / session-token) credentials and a
     region; its host, when set, replaces the regional endpoint.
 
-    :param conn_id: an ``oci`` connection (default ``oci_default``).
+    :param conn_id: an ``oci_vision`` connection (default ``oci_default``); an ``oci`` connection made with
+        apache-airflow-providers-oci's form (user in login, passphrase in password, ``private_key_content``)
+        works as well.
     """
 
-    conn_type = "oci"
+    conn_type = "oci_vision"
     default_conn_name = "oci_default"
     hook_name = "OCI AI Vision"
     service = "OCI Vision"
-    endpoint_template = "https://vision.aiservice.{region}.oci.oraclecloud.com"
+    endpoint_template = "https://vision.aiservice.{oci_domain}"
 
     # -- connection facts ---------------------------------------------------------------------------
     @cached_property
