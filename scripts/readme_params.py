@@ -27,7 +27,11 @@ def classes(group: str) -> list[type]:
         for module_name in entry["python-modules"]:
             module = importlib.import_module(module_name)
             for _, cls in inspect.getmembers(module, inspect.isclass):
-                if cls.__module__ == module_name and cls.__name__.endswith(("Operator", "Sensor")):
+                if (
+                    cls.__module__ == module_name
+                    and cls.__name__.endswith(("Operator", "Sensor"))
+                    and cls.__name__[0] != "_"
+                ):
                     found.append(cls)
     return found
 
