@@ -80,6 +80,10 @@ class LifecycleSpec:
     format_details: Callable[[Any], str | None] = field(default=lambda _data: None)
     # How deferred waits on one triggerer share one paged list read (coalesce.py); None: each reads alone.
     list_read: ListRead | None = None
+    # A second read while the resource waits, whose answer can end the wait at once: ``watch_failure``
+    # gives (state, reason) when it shows a failure (NeMo: the spec-analysis job on the jobs API).
+    watch: Callable[[Mapping[str, Any], Any], ApiRequest | None] | None = None
+    watch_failure: Callable[[Mapping[str, Any], Any], tuple[str, str] | None] = field(default=lambda _ref, _data: None)
 
     def describe(self, ref: Mapping[str, Any]) -> str:
         return f"{self.noun} " + ", ".join(f"{k}={v}" for k, v in ref.items())
@@ -142,6 +146,17 @@ class Waiter:
             )
         return Observation("waiting", state, resource)
 
+    def watch_request(self, obs: Observation) -> ApiRequest | None:
+        """The spec's watch read, while the resource is still waiting (None: nothing to watch)."""
+        if obs.outcome != "waiting" or self.spec.watch is None:
+            return None
+        return self.spec.watch(self.ref, obs.resource)
+
+    def watched(self, obs: Observation, data: Any) -> Observation:
+        """``obs``, or a failure when the watch read's answer shows one."""
+        failed = self.spec.watch_failure(self.ref, data)
+        return Observation("failure", failed[0], obs.resource, failed[1]) if failed else obs
+
     def failure_message(self, obs: Observation, details: Any = None) -> str:
         parts = [f"{self.spec.describe(self.ref)} ended {obs.state}"]
         if obs.reason:
@@ -169,6 +184,8 @@ def wait_sync(
     deadline = time.monotonic() + timeout
     while True:
         obs = waiter.evaluate(client.request(spec.read(ref)).data)
+        if watch := waiter.watch_request(obs):
+            obs = waiter.watched(obs, client.request(watch).data)
         if obs.outcome == "success":
             return obs.resource
         if obs.outcome == "failure":
@@ -247,6 +264,8 @@ class LifecycleTrigger(BaseTrigger):
                 )
                 obs = waiter.evaluate(data)
                 seen = obs.resource
+                if watch := waiter.watch_request(obs):
+                    obs = waiter.watched(obs, (await client.arequest(watch)).data)
                 if obs.outcome == "success":
                     yield TriggerEvent({"status": "success", "state": obs.state, "ref": self.ref})
                     return

@@ -7,6 +7,7 @@ base URL (the SDK's ``NMP_BASE_URL``); there is no public default.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_modelreg.coalesce import ListRead, page_numbers
@@ -17,8 +18,6 @@ from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.nemo import LEGACY, ModelEntityRef, WorkspaceRef
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from airflow.sdk import Connection
 
     from airflow_provider_modelreg.models.nemo import CreateModelEntity
@@ -63,6 +62,42 @@ def spec_state(entity: Any) -> str:
     return AWAITING_SPEC if entity.get("fileset") else AWAITING_FILESET
 
 
+JOBS_PREFIX = "/apis/jobs/v2"
+SPEC_JOB_SOURCE = "models-system"
+SPEC_FAILED = "SPEC_ANALYSIS_ERROR"
+
+
+def spec_job_description(ref: Mapping[str, Any]) -> str:
+    """How the platform describes the spec-analysis job of an entity (nemo-helix 0.8.1, models API v2)."""
+    return f"Model Spec Analyzer for model {ref['workspace']}/{ref['name']}"
+
+
+def watch_spec_job(ref: Mapping[str, Any], entity: Any) -> ApiRequest | None:
+    """While the spec is awaited from a fileset: the workspace's models-system jobs, newest first."""
+    if spec_state(entity) != AWAITING_SPEC:
+        return None
+    return ApiRequest(
+        "GET",
+        api_path(f"{JOBS_PREFIX}/workspaces/{{}}/jobs", ref["workspace"]),
+        params={"filter[source]": SPEC_JOB_SOURCE, "sort": "-created_at", "page_size": 100},
+    )
+
+
+def spec_job_failure(ref: Mapping[str, Any], data: Any) -> tuple[str, str] | None:
+    """(state, reason) when the entity's newest spec-analysis job ended ``error`` (a newer job after a PATCH
+    wins over an older failed one); None while it runs or when it is not listed."""
+    jobs = data.get("data") if isinstance(data, Mapping) else None
+    wanted = spec_job_description(ref)
+    for job in jobs if isinstance(jobs, list) else []:
+        if isinstance(job, Mapping) and job.get("description") == wanted:
+            if job.get("status") != "error":
+                return None
+            details = job.get("error_details") or job.get("status_details") or {}
+            message = details.get("message") if isinstance(details, Mapping) else None
+            return SPEC_FAILED, f"spec-analysis job {job.get('name')} ended error: {message or details or 'no message'}"
+    return None
+
+
 # The ref is {"workspace", "name"} in that order, so describe() reads "... workspace=ws, name=n" and every
 # timeout message names both.
 MODEL_SPEC_LIFECYCLE = LifecycleSpec(
@@ -72,9 +107,11 @@ MODEL_SPEC_LIFECYCLE = LifecycleSpec(
     read=read_model,
     state=spec_state,
     success=frozenset({SPEC_READY}),
-    # The entity carries no failure signal: a spec-analysis job that fails leaves spec null, so only the
-    # wait's timeout ends it (the platform's jobs API would tell more).
-    failure=frozenset(),
+    # The entity carries no failure signal (a failed spec-analysis job leaves spec null for ever): the job
+    # on the jobs API is watched, and its ``error`` fails the wait at once with the job's message.
+    failure=frozenset({SPEC_FAILED}),
+    watch=watch_spec_job,
+    watch_failure=spec_job_failure,
     in_progress=frozenset({AWAITING_SPEC, AWAITING_FILESET}),
     # Every entity of the workspace (the list cannot filter on a null spec), 1000 a page.
     list_read=ListRead(

@@ -170,6 +170,33 @@ def view(state: SandboxState, record: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+JOBS_PREFIX = "/apis/jobs/v2/workspaces/{workspace}/jobs"
+
+
+def _start_spec_job(state: SandboxState, record: dict[str, Any]) -> None:
+    """The platform's spec-analysis job for an entity's fileset (source models-system), on the jobs API."""
+    job_name = f"job-{state.new_hex_id(16)}"
+    job = {
+        "name": job_name,
+        "workspace": record["workspace"],
+        "source": "models-system",
+        "description": f"Model Spec Analyzer for model {record['workspace']}/{record['name']}",
+        "created_at": _now(),
+        "_started": time.time(),
+        "_failure": record.get("_failure"),
+    }
+    state.store("nemo_jobs", job_name, job)
+
+
+def job_view(state: SandboxState, job: dict[str, Any]) -> dict[str, Any]:
+    """``active`` while it runs (as long as the spec takes to appear), then ``completed`` or ``error``."""
+    done = time.time() - job["_started"] >= state.seconds(SERVICE)
+    view = public(job) | {"status": ("error" if job["_failure"] else "completed") if done else "active"}
+    if view["status"] == "error":
+        view["error_details"] = {"message": job["_failure"]}
+    return view
+
+
 def _is_admin(state: SandboxState, request: Request) -> bool:
     """With auth off everyone acts as admin; with auth on, only ``state.extra["nemo_admin_tokens"]``."""
     if not state.nemo_tokens:
@@ -233,6 +260,8 @@ def router(state: SandboxState) -> APIRouter:
             record["custom_fields"] = record["custom_fields"] or {}
             record["model_providers"] = record["model_providers"] or []
             state.store(SERVICE, key, record)
+            if record.get("fileset"):
+                _start_spec_job(state, record)
         return view(state, record)
 
     @api.get("/{name}")
@@ -283,11 +312,35 @@ def router(state: SandboxState) -> APIRouter:
             if record is None:
                 return _detail(404, f"Model with workspace '{workspace}' and name '{name}' not found")
             changes = body.model_dump(mode="json", exclude_unset=True)
-            if changes.get("fileset") and changes["fileset"] != record.get("fileset"):
+            new_fileset = changes.get("fileset") and changes["fileset"] != record.get("fileset")
+            if new_fileset:
                 record["_fileset_at"] = time.time()  # a new checkpoint: a new spec analysis starts
             record.update(changes)
+            if new_fileset:
+                _start_spec_job(state, record)
             record["updated_at"] = _now()
         return view(state, record)
+
+    jobs = APIRouter(prefix=JOBS_PREFIX, dependencies=[Depends(authorised)])
+
+    @jobs.get("")
+    async def list_jobs(
+        workspace: Workspace,
+        page: Annotated[int, Query(ge=1)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=1000)] = 10,
+        sort: Literal["created_at", "-created_at"] = "-created_at",
+        source: Annotated[str | None, Query(alias="filter[source]")] = None,
+    ) -> Any:
+        found = [
+            job_view(state, j)
+            for j in state.all("nemo_jobs")
+            if j["workspace"] == workspace and (source is None or j["source"] == source)
+        ]
+        found.sort(key=lambda j: j["created_at"], reverse=sort.startswith("-"))
+        chunk = found[(page - 1) * page_size : page * page_size]
+        pages = max(1, math.ceil(len(found) / page_size))
+        pagination = {"page": page, "page_size": page_size, "current_page_size": len(chunk)}
+        return {"data": chunk, "pagination": pagination | {"total_pages": pages, "total_results": len(found)}}
 
     @api.delete("/{name}", status_code=204, response_model=None, response_class=Response)
     async def delete_model(workspace: Workspace, name: str) -> Response:
@@ -296,4 +349,7 @@ def router(state: SandboxState) -> APIRouter:
                 return _detail(404, f"Model with workspace '{workspace}' and name '{name}' not found")
         return Response(status_code=204)
 
-    return api
+    both = APIRouter()
+    both.include_router(api)
+    both.include_router(jobs)
+    return both

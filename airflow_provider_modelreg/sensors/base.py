@@ -60,6 +60,8 @@ class LifecycleSensor(BaseSensorOperator):
         if self._waiter is None:  # one waiter per task run, so an unknown state is logged once
             self._waiter = Waiter(self.lifecycle, ref, self.log)
         obs = self._waiter.evaluate(self.hook.request(self.lifecycle.read(ref)).data)
+        if watch := self._waiter.watch_request(obs):
+            obs = self._waiter.watched(obs, self.hook.request(watch).data)
         if obs.outcome == "failure":
             details = None
             if self.lifecycle.failure_details and (extra := self.lifecycle.failure_details(ref, obs.resource)):

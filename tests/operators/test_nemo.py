@@ -64,7 +64,7 @@ def test_without_a_fileset_it_returns_at_once(nemo_env, sandbox, task_context):
 
 
 def test_a_spec_that_never_comes_times_out_naming_entity_and_workspace(nemo_env, sandbox, task_context):
-    sandbox.sandbox.state.outcome_rules.append(OutcomeRule(service="nemo", match="stuck"))
+    sandbox.sandbox.state.lifecycle_seconds["nemo"] = 120  # the analysis job still runs
     op = operator(name="stuck-model", workspace="team-a", fileset="team-a/ckpt", wait_timeout=1)
     with pytest.raises(AirflowException) as caught:
         op.execute(task_context())
@@ -74,11 +74,26 @@ def test_a_spec_that_never_comes_times_out_naming_entity_and_workspace(nemo_env,
 
 
 def test_a_deferred_wait_that_times_out_fails_the_task(run_dag, sandbox, nemo_conn):
-    sandbox.sandbox.state.outcome_rules.append(OutcomeRule(service="nemo", match="stuck"))
+    sandbox.sandbox.state.lifecycle_seconds["nemo"] = 120
     dag = make_dag("nemo_deferred_timeout", name="stuck-deferred", deferrable=True, wait_timeout=1, retries=0)
     result = run_dag(dag, {CONN: nemo_conn})
     assert result.state == "failed"
     assert result.task_state("register") == "failed"
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferred"])
+def test_a_failed_spec_analysis_job_fails_the_wait_at_once_with_its_message(
+    run_dag, sandbox, nemo_conn, capfd, deferrable
+):
+    """Issue 14 item 3: the job on the jobs API ends error; the entity's spec stays null for ever."""
+    sandbox.sandbox.state.outcome_rules.append(OutcomeRule(service="nemo", match="doomed", reason="bad checkpoint"))
+    dag = make_dag(f"nemo_job_error_{deferrable}", name="doomed-model", deferrable=deferrable, retries=2)
+    dag.task_dict["register"].wait_timeout = 30  # only the job's error can end this wait this soon
+    result = run_dag(dag, {CONN: nemo_conn})
+    assert result.state == "failed" and result.try_number("register") == 1
+    out = capfd.readouterr().out
+    assert "name=doomed-model ended SPEC_ANALYSIS_ERROR: spec-analysis job job-" in out
+    assert "ended error: bad checkpoint" in out
 
 
 # -- validation before send --------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_the_workspace_defaults_to_the_connections(monkeypatch, nemo_hook, nemo_
 
 
 def test_a_sync_timeout_names_entity_and_workspace(nemo_hook, sandbox, task_context):
-    sandbox.sandbox.state.outcome_rules.append(OutcomeRule(service="nemo", match="stuck"))
+    sandbox.sandbox.state.lifecycle_seconds["nemo"] = 120  # the analysis job still runs
     nemo_hook.create_model("team-a", CreateModelEntity(name="stuck-bot", fileset="team-a/ckpt"))
     sensor = NemoModelSpecSensor(
         task_id="s", conn_id=CONN, name="stuck-bot", workspace="team-a", poke_interval=0.1, timeout=0.5
@@ -68,7 +68,7 @@ def test_a_sync_timeout_names_entity_and_workspace(nemo_hook, sandbox, task_cont
 
 
 def test_a_deferred_timeout_event_names_entity_and_workspace(nemo_hook, sandbox):
-    sandbox.sandbox.state.outcome_rules.append(OutcomeRule(service="nemo", match="stuck"))
+    sandbox.sandbox.state.lifecycle_seconds["nemo"] = 120  # the analysis job still runs
     nemo_hook.create_model("team-a", CreateModelEntity(name="stuck-bot", fileset="team-a/ckpt"))
     sensor = NemoModelSpecSensor(task_id="s", conn_id=CONN, name="stuck-bot", workspace="team-a")
     trigger = LifecycleTrigger(
@@ -94,7 +94,7 @@ def test_a_deferred_timeout_event_names_entity_and_workspace(nemo_hook, sandbox)
 
 
 def test_a_deferred_sensor_that_times_out_fails_the_task(run_dag, nemo_hook, sandbox, nemo_conn):
-    sandbox.sandbox.state.outcome_rules.append(OutcomeRule(service="nemo", match="stuck"))
+    sandbox.sandbox.state.lifecycle_seconds["nemo"] = 120  # the analysis job still runs
     nemo_hook.create_model("team-a", CreateModelEntity(name="stuck-bot", fileset="team-a/ckpt"))
     dag = make_dag("nemo_sensor_timeout", name="stuck-bot", workspace="team-a", deferrable=True, timeout=1)
     result = run_dag(dag, {CONN: nemo_conn})
@@ -110,3 +110,25 @@ def test_a_missing_entity_fails_the_poke_with_a_404(nemo_env, sandbox, task_cont
         sensor.poke(task_context())
     assert caught.value.status == 404
     assert "Model with workspace 'team-a' and name 'missing' not found" in str(caught.value)
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferred"])
+def test_a_failed_spec_analysis_job_fails_the_sensor_at_once(run_dag, nemo_hook, sandbox, nemo_conn, capfd, deferrable):
+    """Issue 14 item 3: the job's error ends the wait in the sync and the deferrable sensor alike."""
+    from airflow.sdk import DAG
+
+    sandbox.sandbox.state.outcome_rules.append(OutcomeRule(service="nemo", match="doomed", reason="bad checkpoint"))
+    nemo_hook.create_model("default", CreateModelEntity(name="doomed-entity", fileset="default/ckpt"))
+    with DAG(f"nemo_sensor_job_error_{deferrable}", schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
+        NemoModelSpecSensor(
+            task_id="wait",
+            conn_id=CONN,
+            name="doomed-entity",
+            deferrable=deferrable,
+            poke_interval=0.2,
+            retries=2,
+            timeout=30,
+        )
+    result = run_dag(dag, {CONN: nemo_conn})
+    assert result.state == "failed" and result.try_number("wait") == 1
+    assert "spec-analysis job job-" in capfd.readouterr().out
