@@ -1,5 +1,7 @@
-"""Runs whenever a retraining pipeline registers a new model version (asset-scheduled): a deployment
-step would roll the new version out; here it reports what was registered."""
+"""Runs whenever a retraining pipeline registers a new model version (asset-scheduled): it reports what was
+registered, then evaluates the newest READY version of ``vision-defect-detector`` against the version
+holding the ``champion`` alias (precision and recall, higher is better) and promotes it only if it is
+better. With no registered version yet, the evaluation is skipped."""
 
 from __future__ import annotations
 
@@ -8,6 +10,10 @@ from typing import Any
 
 from _assets import ALL_MODELS
 from airflow.sdk import DAG, AssetAny, task
+
+from airflow_provider_modelreg.operators.mlflow import MlflowChampionChallengerOperator
+
+VISION_REGISTRY = "vision-defect-detector"
 
 with DAG(
     dag_id="deploy_registered_models",
@@ -26,4 +32,26 @@ with DAG(
         print(f"deploying {len(deployed)} newly registered model version(s): {deployed}")
         return deployed
 
-    deploy()
+    @task.short_circuit
+    def newest_vision_version() -> dict[str, Any] | None:
+        from airflow_provider_modelreg.hooks.mlflow import mlflow_hook, quote_filter_value
+
+        hook = mlflow_hook("oci_aidp_default")
+        found = hook.search_model_versions(f"name={quote_filter_value(VISION_REGISTRY)}")
+        ready = [v for v in found if v.get("status") == "READY"]
+        if not ready:
+            print(f"no READY version of {VISION_REGISTRY!r} to evaluate")
+            return None
+        newest = max(ready, key=lambda v: int(v["version"]))
+        return {"name": newest["name"], "version": str(newest["version"])}
+
+    promote = MlflowChampionChallengerOperator(
+        task_id="evaluate_and_promote",
+        conn_id="oci_aidp_default",
+        name=VISION_REGISTRY,
+        version="{{ ti.xcom_pull(task_ids='newest_vision_version')['version'] }}",
+        metrics={"precision": "max", "recall": "max"},
+        alias="champion",
+    )
+
+    deploy() >> newest_vision_version() >> promote

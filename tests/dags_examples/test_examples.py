@@ -65,3 +65,18 @@ def example_connections(happyrobot_conn, oci_vision_conn, aidp_conn, mlflow_conn
 def test_example_runs_against_the_sandbox(dagbag, run_dag, sandbox, example_connections, dag_id):
     result = run_dag(dagbag.dags[dag_id], example_connections)
     assert result.state == "success", result.task_states()
+
+
+@pytest.mark.integration
+@pytest.mark.mlflow_server
+def test_the_deployment_dag_promotes_the_version_the_vision_pipeline_registered(
+    dagbag, run_dag, sandbox, example_connections
+):
+    from airflow_provider_modelreg.hooks.mlflow import get_aliases, mlflow_hook
+
+    assert run_dag(dagbag.dags["retrain_vision_pipeline"], example_connections).state == "success"
+    result = run_dag(dagbag.dags["deploy_registered_models"], example_connections)
+    assert result.state == "success", result.task_states()
+    decision = result.xcom("evaluate_and_promote")
+    assert decision["promote"] is True and decision["reason"] == "no version holds the alias yet"
+    assert get_aliases(mlflow_hook("oci_aidp_default"), "vision-defect-detector") == {"champion": "1"}
