@@ -19,6 +19,7 @@ import re
 import ssl
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -141,6 +142,7 @@ class ServiceError(Exception):
         message: str,
         request_id: str | None = None,
         retry_after: float | None = None,
+        client_request_id: str | None = None,
     ) -> None:
         self.service = service
         self.method = method
@@ -150,12 +152,19 @@ class ServiceError(Exception):
         self.message = message
         self.request_id = request_id
         self.retry_after = retry_after
+        self.client_request_id = client_request_id
         super().__init__(str(self))
 
     def __str__(self) -> str:
         status = f"HTTP {self.status}" if self.status is not None else "no HTTP answer"
         code = f" {self.code}" if self.code else ""
-        rid = f" (request id: {self.request_id})" if self.request_id else ""
+        client_rid = getattr(self, "client_request_id", None)
+        if client_rid and self.request_id and self.request_id != client_rid:
+            rid = f" (request id: {self.request_id}; ours: {client_rid})"
+        elif client_rid or self.request_id:
+            rid = f" (request id: {self.request_id or client_rid})"
+        else:
+            rid = ""
         return f"{self.service} {self.method} {self.path} failed: {status}{code}: {self.message}{rid}"
 
     def __reduce__(self) -> tuple[Any, ...]:  # keyword-only __init__ needs help to pickle
@@ -390,6 +399,21 @@ def decode_response(service: str, method: str, path: str, response: httpx.Respon
     )
 
 
+@dataclass(frozen=True)
+class ServicePolicy:
+    """What a service's own clients do differently, read by the one retry decision (:meth:`ServiceClient._decide`).
+
+    ``retryable(req, error)``: True/False to override the default for a failed answer, None to keep it
+    (a request that is not safe to resend is never resent, whatever it says). ``explain(error)``: a longer
+    message for a service error code, or None. ``request_id_header``: the header carrying a request id this
+    client makes for every call (the same on its retries), so a call that got no answer can still be traced.
+    """
+
+    retryable: Callable[[ApiRequest, ServiceError], bool | None] | None = None
+    explain: Callable[[ServiceError], str | None] | None = None
+    request_id_header: str | None = None
+
+
 class ServiceClient:
     """httpx clients for one service, built once from a connection and reused for every call.
 
@@ -412,8 +436,10 @@ class ServiceClient:
         requests_per_second: float | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        policy: ServicePolicy | None = None,
     ) -> None:
         self.service = service
+        self.policy = policy or ServicePolicy()
         self.base_url = base_url.rstrip("/")
         self.auth = auth
         self.headers = {"user-agent": user_agent(), "accept": "application/json", **(headers or {})}
@@ -490,10 +516,22 @@ class ServiceClient:
             await shared.release()
 
     # -- the shared, I/O-free parts ----------------------------------------------------------------
-    def build(self, req: ApiRequest, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+    def new_request_id(self, req: ApiRequest) -> str | None:
+        """This call's own request id (kept across its retries), when the service's policy asks for one."""
+        name = self.policy.request_id_header
+        if not name:
+            return None
+        given = next((v for k, v in (req.headers or {}).items() if k.lower() == name), None)
+        return given or uuid.uuid4().hex.upper()
+
+    def build(
+        self, req: ApiRequest, client: httpx.Client | httpx.AsyncClient, request_id: str | None = None
+    ) -> httpx.Request:
         # The body is serialised here (not with json=) so what is signed is exactly what is sent.
         content = None
         headers = dict(req.headers or {})
+        if request_id and self.policy.request_id_header:
+            headers[self.policy.request_id_header] = request_id
         if req.json is not None:
             content = json.dumps(req.json, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
             headers.setdefault("content-type", "application/json")
@@ -502,30 +540,54 @@ class ServiceClient:
         return client.build_request(req.method, req.path.lstrip("/"), params=params, content=content, headers=headers)
 
     def _decide(
-        self, req: ApiRequest, attempt: int, started: float, outcome: httpx.Response | Exception
+        self,
+        req: ApiRequest,
+        attempt: int,
+        started: float,
+        outcome: httpx.Response | Exception,
+        request_id: str | None = None,
     ) -> tuple[ServiceError | None, float | None]:
         """(error to raise or None, seconds to wait before retrying or None)."""
         if isinstance(outcome, httpx.Response):
             if outcome.status_code < 400:
+                if request_id:
+                    log.debug(
+                        "%s %s %s: HTTP %d (request id: %s; ours: %s)",
+                        self.service,
+                        req.method,
+                        req.path,
+                        outcome.status_code,
+                        request_id_of(outcome.headers),
+                        request_id,
+                    )
                 return None, None
             error = error_from_response(self.service, req.method, req.path, outcome)
+            error.client_request_id = request_id
+            if self.policy.explain is not None and (meaning := self.policy.explain(error)):
+                error.message = f"{error.message} ({meaning})"
+                Exception.__init__(error, str(error))
             if outcome.status_code == 404 and attempt <= req.not_found_retries:
                 retryable = True
             else:
                 safe = req.is_idempotent() or outcome.status_code in NOT_PROCESSED_STATUSES
-                retryable = error.retryable and safe
+                verdict = self.policy.retryable(req, error) if self.policy.retryable is not None else None
+                retryable = (error.retryable if verdict is None else verdict) and safe
         else:
             if not isinstance(outcome, httpx.HTTPError):
                 raise outcome
             error = error_from_exception(self.service, req.method, req.path, outcome)
+            error.client_request_id = request_id
+            Exception.__init__(error, str(error))
             retryable = req.is_idempotent() or isinstance(outcome, NOT_SENT_ERRORS)
+        if request_id:
+            Exception.__init__(error, str(error))
         if not retryable or attempt >= self.retry.max_attempts:
             return error, None
         wait = self.retry.delay(attempt, error.retry_after)
         if time.monotonic() - started + wait > self.retry.total_budget:
             return error, None
         log.warning(
-            "%s %s %s: %s; retry %d/%d in %.1fs",
+            "%s %s %s: %s; retry %d/%d in %.1fs%s",
             self.service,
             req.method,
             req.path,
@@ -533,6 +595,7 @@ class ServiceClient:
             attempt,
             self.retry.max_attempts - 1,
             wait,
+            f" (request id: {error.request_id or '-'}; ours: {request_id})" if request_id else "",
         )
         return error, wait
 
@@ -545,16 +608,17 @@ class ServiceClient:
     def request(self, req: ApiRequest) -> ApiResponse:
         started = time.monotonic()
         attempt = 0
+        request_id = self.new_request_id(req)
         while True:
             attempt += 1
             if self.budget is not None and (pause := self.budget.reserve()) > 0:
                 self._sleep(pause)
             try:
-                outcome: httpx.Response | Exception = self.client.send(self.build(req, self.client))
+                outcome: httpx.Response | Exception = self.client.send(self.build(req, self.client, request_id))
             except httpx.HTTPError as exc:
                 outcome = exc
             self._note(outcome)
-            error, wait = self._decide(req, attempt, started, outcome)
+            error, wait = self._decide(req, attempt, started, outcome, request_id)
             if error is None:
                 assert isinstance(outcome, httpx.Response)
                 return decode_response(self.service, req.method, req.path, outcome)
@@ -565,17 +629,18 @@ class ServiceClient:
     async def arequest(self, req: ApiRequest) -> ApiResponse:
         started = time.monotonic()
         attempt = 0
+        request_id = self.new_request_id(req)
         while True:
             attempt += 1
             if self.budget is not None and (pause := self.budget.reserve()) > 0:
                 await asyncio.sleep(pause)
             shared = self._shared_async()
             try:
-                outcome: httpx.Response | Exception = await shared.send(self.build(req, shared.client))
+                outcome: httpx.Response | Exception = await shared.send(self.build(req, shared.client, request_id))
             except httpx.HTTPError as exc:
                 outcome = exc
             self._note(outcome)
-            error, wait = self._decide(req, attempt, started, outcome)
+            error, wait = self._decide(req, attempt, started, outcome, request_id)
             if error is None:
                 assert isinstance(outcome, httpx.Response)
                 return decode_response(self.service, req.method, req.path, outcome)

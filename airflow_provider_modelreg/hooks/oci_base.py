@@ -5,13 +5,42 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras, transport_options
-from airflow_provider_modelreg.http import RetryPolicy, ServiceClient
+from airflow_provider_modelreg.http import ApiRequest, RetryPolicy, ServiceClient, ServiceError, ServicePolicy
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 # The OCI SDK's default strategy: 8 attempts, at most 30 s a wait (API-NOTES section 7).
 OCI_RETRY = RetryPolicy(max_attempts=8, base_delay=1.0, max_delay=30.0, total_budget=600.0)
+
+# 409 codes the oci SDK's default strategy resends (oci.retry, API-NOTES section 9).
+RETRYABLE_CONFLICTS = frozenset({"IncorrectState", "LockConflict"})
+
+
+def oci_retryable(req: ApiRequest, error: ServiceError) -> bool | None:
+    """The SDK's default: 429, 409 IncorrectState/LockConflict and every 5xx but 501 (Not Implemented).
+    Only for calls safe to resend (GETs, creates with an opc-retry-token): the caller checks that."""
+    if error.status == 409:
+        return error.code in RETRYABLE_CONFLICTS
+    if error.status is not None and error.status >= 500:
+        return error.status != 501
+    return None
+
+
+def oci_explain(error: ServiceError) -> str | None:
+    if error.code == "InvalidatedRetryToken":
+        # Oracle's meaning: the token was invalidated, e.g. by a later operation on the resource, or it was
+        # reused with a different request body.
+        return (
+            "the opc-retry-token was invalidated: a later operation changed the resource it created, or the "
+            "token was sent again with a different request"
+        )
+    return None
+
+
+#: Oracle's clients send their own opc-request-id on every call; so do these hooks (logged beside the
+#: answer's and shown in errors, even when no answer came).
+OCI_POLICY = ServicePolicy(retryable=oci_retryable, explain=oci_explain, request_id_header="opc-request-id")
 
 # apache-airflow-providers-oci's ``oci`` connection keeps the user OCID in login, the key passphrase in
 # password and the inline key in the ``private_key_content`` extra; these hooks read those too.
@@ -63,5 +92,6 @@ class OCIBaseHook(ModelRegHook):
             service=cls.service,
             base_url=base_url_of(conn.host, default, port=conn.port),
             auth=credentials.signer(),
+            policy=OCI_POLICY,
             **transport_options(fields, retry, OCI_RETRY),
         )

@@ -200,3 +200,94 @@ def _swap_body(request: httpx.Request, first_byte: bytes) -> None:
 )
 def test_the_lifecycle_spec_classifies_every_model_state(state, outcome):
     assert Waiter(MODEL_LIFECYCLE, {"model_id": "m"}).evaluate({"lifecycleState": state}).outcome == outcome
+
+
+# == retry parity with the oci SDK, and our own opc-request-id ====================================================
+def _scripted_client(oci_private_pem, answers):
+    """An OCI Vision client whose transport answers from ``answers`` (status, code) and records requests."""
+    from airflow.sdk import Connection
+    from fixtures.oci import FINGERPRINT, TENANCY, USER
+
+    conn = Connection(
+        conn_id="scripted",
+        conn_type="oci_vision",
+        host="https://vision.test",
+        extra=json.dumps(
+            {"tenancy": TENANCY, "user": USER, "fingerprint": FINGERPRINT, "private_key": oci_private_pem}
+        ),
+    )
+    client = OCIVisionHook.client_from_connection(conn, VISION_FAST_RETRY)
+    seen: list[httpx.Request] = []
+    script = list(answers)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if not script:
+            return httpx.Response(200, json={"id": "m"}, headers={"opc-request-id": "theirs-ok"})
+        answer = script.pop(0)
+        if answer == "drop":
+            raise httpx.ReadTimeout("no answer", request=request)
+        status, code = answer
+        return httpx.Response(
+            status, json={"code": code, "message": "m"}, headers={"opc-request-id": f"theirs-{status}"}
+        )
+
+    client._client = httpx.Client(transport=httpx.MockTransport(handler), **client._client_kwargs())
+    return client, seen
+
+
+@pytest.mark.parametrize(
+    ("answer", "resent"),
+    [
+        ((409, "IncorrectState"), True),
+        ((409, "LockConflict"), True),
+        ((409, "Conflict"), False),
+        ((500, "InternalServerError"), True),
+        ((501, "MethodNotImplemented"), False),
+        ((507, "InsufficientStorage"), True),
+        ((400, "InvalidParameter"), False),
+    ],
+)
+def test_gets_are_resent_on_what_the_sdk_resends(oci_private_pem, answer, resent):
+    client, seen = _scripted_client(oci_private_pem, [answer])
+    if resent:
+        assert client.request(ApiRequest("GET", "/20220125/models/m")).status == 200
+        assert len(seen) == 2
+    else:
+        with pytest.raises(ServiceError):
+            client.request(ApiRequest("GET", "/20220125/models/m"))
+        assert len(seen) == 1
+
+
+def test_creates_are_resent_only_with_a_retry_token(oci_private_pem):
+    client, seen = _scripted_client(oci_private_pem, [(409, "IncorrectState"), (503, "ServiceUnavailable")])
+    client.request(ApiRequest("POST", "/20220125/models", json={}, headers={"opc-retry-token": "t"}))
+    assert len(seen) == 3
+    client, seen = _scripted_client(oci_private_pem, [(409, "IncorrectState")])
+    with pytest.raises(ServiceError):
+        client.request(ApiRequest("POST", "/20220125/models", json={}, idempotent=False))
+    assert len(seen) == 1
+
+
+def test_invalidated_retry_token_is_reported_with_oracles_meaning(oci_private_pem):
+    client, _seen = _scripted_client(oci_private_pem, [(409, "InvalidatedRetryToken")])
+    with pytest.raises(ServiceError) as info:
+        client.request(ApiRequest("POST", "/20220125/models", json={}, headers={"opc-retry-token": "t"}))
+    assert info.value.code == "InvalidatedRetryToken"
+    assert "retry-token was invalidated: a later operation" in str(info.value)
+
+
+def test_every_call_carries_our_request_id_kept_across_retries_and_shown_in_errors(oci_private_pem, caplog):
+    client, seen = _scripted_client(oci_private_pem, [(503, "ServiceUnavailable")])
+    client.request(ApiRequest("GET", "/20220125/models/m"))
+    ours = {r.headers["opc-request-id"] for r in seen}
+    assert len(ours) == 1 and len(next(iter(ours))) == 32
+    assert f"ours: {next(iter(ours))}" in caplog.text and "theirs-503" in caplog.text
+    client.request(ApiRequest("GET", "/20220125/models/m"))
+    assert seen[-1].headers["opc-request-id"] not in ours  # a new call, a new id
+    # No answer at all: the error still names our id, so Oracle support can find the call.
+    client, seen = _scripted_client(oci_private_pem, ["drop"])
+    with pytest.raises(ServiceError) as info:
+        client.request(ApiRequest("POST", "/20220125/models", json={}, idempotent=False))
+    assert info.value.status is None
+    assert seen[0].headers["opc-request-id"] in str(info.value)
