@@ -14,7 +14,7 @@ What makes the results identical to individual reads:
 * the read at or after a wait's deadline goes alone, so a timeout names the state an own read saw;
 * a list that fails (any error, bad shape, too many pages) falls back to own reads, whose errors are then
   the wait's own, as without coalescing;
-* a group with fewer waits than its list has pages reads alone (a list would cost more than it saves).
+* a group with fewer waits than four times its pages reads alone (a list would cost more than it saves).
 
 Each wait keeps its own poll interval and deadline (the trigger's loop is unchanged); nothing here is
 serialised with a trigger, so a trigger still serialises to primitives and can run twice.
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 FRESHNESS = 0.25
 # More pages than this: the list is not worth it (own reads instead).
 MAX_PAGES = 50
+# A wait counts as one of its group's until two of its poll intervals plus this after its last ask (a busy
+# loop may poll late).
+ASKER_GRACE = 5.0
 # After a failed list, the group reads alone for this many of its poll intervals.
 FAILURE_PAUSE_INTERVALS = 1.0
 
@@ -135,7 +138,7 @@ class _Group:
     inflight: asyncio.Future[dict[str, Any] | None] | None = None
     inflight_started: float = float("-inf")
     pages: int = 1
-    # member -> until when it counts as a wait of this group (two of its poll intervals after its last ask)
+    # member -> until when it counts as a wait of this group (see ASKER_GRACE)
     askers: dict[str, float] = field(default_factory=dict)
     failed_until: float = float("-inf")
     lists: int = 0
@@ -178,8 +181,9 @@ async def aread(
         group = groups[gkey] = _Group()
     now = loop.time()
     member = lr.member(ref)
-    group.askers[member] = now + 2 * poll_interval
-    if now < group.failed_until or len(group.askers) < group.pages:
+    group.askers[member] = now + 2 * poll_interval + ASKER_GRACE
+    # A list pays when the waits it may serve (about FRESHNESS of the group's) outnumber its pages.
+    if now < group.failed_until or len(group.askers) * FRESHNESS < group.pages:
         return await _alone(client, spec, ref)
     max_age = poll_interval * FRESHNESS
     if group.items is not None and now - group.fetched_at <= max_age:

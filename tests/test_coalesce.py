@@ -19,12 +19,14 @@ from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
 from airflow_provider_modelreg.sandbox.faults import FaultRule
 from airflow_provider_modelreg.sandbox.state import OutcomeRule
 
+WAITS = 32
+
 
 def create_batch(tag: str) -> dict[str, str]:
     """Models that succeed, fail with a reason, or outlive their wait, in two use cases; plus a missing one."""
     hook = HappyRobotHook(conn_id="hr")
     kinds = {}
-    for i in range(12):
+    for i in range(WAITS):
         use_case = "uc-a" if i % 2 else "uc-b"
         name = f"{tag}-{'doomed' if i % 4 == 3 else 'ok'}-{i}"
         request = CreateModelRequest(
@@ -106,14 +108,13 @@ def test_coalesced_and_individual_reads_give_every_wait_the_same_outcome(sandbox
     individual, individual_sends, individual_stats = run("in")
 
     assert coalesced == individual
-    statuses = sorted(e["status"] for e in individual.values())
-    assert statuses.count("success") == 6 and statuses.count("failure") == 2
-    assert statuses.count("timeout") == 4 and statuses.count("error") == 1
+    expected = {str(i): "timeout" if i % 3 == 0 else "failure" if i % 4 == 3 else "success" for i in range(WAITS)}
+    assert {label: e["status"] for label, e in individual.items()} == expected | {"missing": "error"}
     assert all(
         e["message"].endswith("ended failed: bad labels") for e in individual.values() if e["status"] == "failure"
     )
     assert individual_stats["served"] == 0 and individual_stats["list_pages"] == 0
-    assert coalesced_stats["served"] > 0 and coalesced_stats["list_pages"] > 0
+    assert coalesced_stats["served"] > 0 and coalesced_stats["list_pages"] > 0, (coalesced_stats, individual_stats)
     assert coalesced_sends < individual_sends
 
 
@@ -148,7 +149,7 @@ def test_oci_vision_waits_share_one_list_per_compartment_and_project_with_the_sa
         oci_vision_hook.create_model(
             validate_request(CreateModelDetails, vision_arguments(display_name=f"m{i}"))
         ).model["id"]
-        for i in range(6)
+        for i in range(12)  # a list pays from four waits per page (two lists here)
     ]
 
     def run(spec_key_spec: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -156,7 +157,7 @@ def test_oci_vision_waits_share_one_list_per_compartment_and_project_with_the_sa
             lifecycle, "resolve_spec", lambda key: spec_key_spec if key == OCI_MODEL.key else resolve_spec(key)
         )
         before = dict(coalesce.stats)
-        end = time.time() + 1.0
+        end = time.time() + 8.0  # OCI key loading per trigger is slow on a busy machine
         pairs = [
             (
                 model_id,
