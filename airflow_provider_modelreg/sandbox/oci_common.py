@@ -9,7 +9,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from airflow_provider_modelreg.sandbox.oci_signature import SignatureRejected, verify_oci_request
 from airflow_provider_modelreg.sandbox.state import SandboxState, request_id
@@ -22,6 +22,8 @@ def oci_error(status: int, code: str, message: str, request: Request | None = No
 
 def oci_json(data: Any, request: Request, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
     rid = request.headers.get("opc-request-id") or request_id()
+    if data is None:  # OCI's 202s for update and delete carry headers only
+        return Response(status_code=status, headers={"opc-request-id": rid, **(headers or {})})
     return JSONResponse(data, status_code=status, headers={"opc-request-id": rid, **(headers or {})})
 
 

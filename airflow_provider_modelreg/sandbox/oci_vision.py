@@ -28,6 +28,12 @@ PREFIX = "/20220125"
 # state.extra key: seconds during which a just-created model answers 404 (off by default).
 NOT_FOUND_SECONDS = "oci_vision.not_found_seconds"
 _WORK_REQUESTS = "oci_vision.work_requests"  # state.extra key: work request id -> model id
+# state.extra key: work request id -> {"model", "operation", "at"} for update_model and delete_model,
+# which the sandbox applies at once (their work requests are SUCCEEDED when first read).
+_OPERATIONS = "oci_vision.operations"
+# The oci SDK's list_models / list_work_requests: sortBy values and each one's default order.
+MODEL_SORTS = {"timeCreated": "DESC", "displayName": "ASC"}
+WORK_REQUEST_SORTS = {"timeAccepted": "DESC"}
 
 MODEL_TYPES = ("IMAGE_CLASSIFICATION", "OBJECT_DETECTION")
 DATASET_FIELDS = {
@@ -36,6 +42,18 @@ DATASET_FIELDS = {
 }
 SANDBOX_PROJECT = "ocid1.aivisionproject.oc1.iad.amaaaaaasandboxproject"
 NOT_FOUND_MESSAGE = "Authorization failed or requested resource not found."
+_UPDATABLE = ("displayName", "description", "freeformTags", "definedTags")
+WORK_REQUEST_SUMMARY_FIELDS = (
+    "id",
+    "operationType",
+    "status",
+    "compartmentId",
+    "resources",
+    "percentComplete",
+    "timeAccepted",
+    "timeStarted",
+    "timeFinished",
+)
 SUMMARY_FIELDS = (
     "id",
     "displayName",
@@ -151,19 +169,57 @@ def _state_of(state: SandboxState, record: dict[str, Any]) -> str:
 
 
 def view(state: SandboxState, record: dict[str, Any]) -> dict[str, Any]:
-    lifecycle = _state_of(state, record)
+    lifecycle = "DELETED" if record.get("_deleted") else _state_of(state, record)
     view = public(record) | {"lifecycleState": lifecycle}
     if lifecycle == "ACTIVE":
         view |= _training_metrics(record)
     if lifecycle in ("ACTIVE", "FAILED"):
         view["timeUpdated"] = _rfc3339(record["_created"] + state.seconds(SERVICE))
+    if record.get("_changed"):
+        view["timeUpdated"] = _rfc3339(record["_changed"])
     if lifecycle == "FAILED":
         view["lifecycleDetails"] = record["_failure"]
     return view
 
 
 def _etag(view: dict[str, Any]) -> str:
-    return hashlib.sha256(f"{view['id']}:{view['lifecycleState']}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{view['id']}:{view['lifecycleState']}:{view.get('timeUpdated')}".encode()).hexdigest()[:32]
+
+
+def _operation_view(record: dict[str, Any], work_request_id: str, operation: dict[str, Any]) -> dict[str, Any]:
+    at = _rfc3339(operation["at"])
+    action = "DELETED" if operation["operation"] == "DELETE_MODEL" else "UPDATED"
+    return {
+        "id": work_request_id,
+        "operationType": operation["operation"],
+        "status": "SUCCEEDED",
+        "compartmentId": record["compartmentId"],
+        "resources": [
+            {
+                "entityType": "model",
+                "actionType": action,
+                "identifier": record["id"],
+                "entityUri": f"{PREFIX}/models/{record['id']}",
+            }
+        ],
+        "percentComplete": 100.0,
+        "timeAccepted": at,
+        "timeStarted": at,
+        "timeFinished": at,
+    }
+
+
+def _sorted(
+    views: list[dict[str, Any]], sorts: dict[str, str], sort_by: str | None, sort_order: str | None
+) -> list[dict[str, Any]] | str:
+    """``views`` in the order OCI gives for ``sortBy``/``sortOrder``, or the problem with either."""
+    key = sort_by or next(iter(sorts))
+    if key not in sorts:
+        return f"sortBy must be one of {', '.join(sorts)}"
+    order = sort_order or sorts[key]
+    if order not in ("ASC", "DESC"):
+        return "sortOrder must be one of ASC, DESC"
+    return sorted(views, key=lambda v: (str(v.get(key) or ""), v["id"]), reverse=order == "DESC")
 
 
 def _work_request_status(state: SandboxState, record: dict[str, Any]) -> tuple[str, float]:
@@ -257,6 +313,41 @@ def router(state: SandboxState) -> APIRouter:
         model_id = state.extra.get(_WORK_REQUESTS, {}).get(work_request_id)
         return state.get(SERVICE, model_id) if model_id else None
 
+    def work_request_views() -> list[dict[str, Any]]:
+        views = [_work_request_view(state, r) for r in state.all(SERVICE)]
+        for work_request_id, operation in dict(state.extra.get(_OPERATIONS, {})).items():
+            record = state.get(SERVICE, operation["model"])
+            if record is not None:
+                views.append(_operation_view(record, work_request_id, operation))
+        return views
+
+    async def change_model(model_id: str, request: Request, operation: str) -> tuple[dict[str, Any] | None, Any]:
+        """The model an update or delete names, once signature, existence and ``if-match`` allow it."""
+        record, answer = await signed_find(find_model, model_id, request)
+        if record is None:
+            return None, answer
+        shown = view(state, record)
+        if shown["lifecycleState"] == "DELETED":
+            return None, oci_error(404, "NotAuthorizedOrNotFound", NOT_FOUND_MESSAGE, request)
+        if shown["lifecycleState"] == "CREATING":
+            return None, oci_error(409, "IncorrectState", f"Model {model_id} is CREATING", request)
+        if_match = request.headers.get("if-match")
+        if if_match and if_match != _etag(shown):
+            return None, oci_error(
+                412, "PreconditionFailed", "The if-match etag does not match the model's current etag", request
+            )
+        return record, None
+
+    def record_operation(record: dict[str, Any], operation: str) -> str:
+        work_request_id = f"ocid1.aivisionworkrequest.oc1.iad.amaaaaaa{state.new_hex_id(40)}"
+        with state.lock:
+            state.extra.setdefault(_OPERATIONS, {})[work_request_id] = {
+                "model": record["id"],
+                "operation": operation,
+                "at": time.time(),
+            }
+        return work_request_id
+
     async def signed_find(
         find: Callable[[str], dict[str, Any] | None], key: str, request: Request
     ) -> tuple[dict[str, Any] | None, Any]:
@@ -333,17 +424,17 @@ def router(state: SandboxState) -> APIRouter:
         id: str | None = None,
         limit: int | None = None,
         page: str | None = None,
+        sortBy: str | None = None,
+        sortOrder: str | None = None,
     ) -> Any:
         _body, denied = await check_signature(request, state)
         if denied:
             return denied
         if not compartmentId and not projectId and not id:
             return oci_error(400, "InvalidParameter", "compartmentId, projectId or id is required", request)
-        views = sorted(
-            (view(state, r) for r in state.all(SERVICE) if visible(r)),
-            key=lambda v: v["timeCreated"],
-            reverse=True,  # OCI's default sort: timeCreated descending
-        )
+        views = _sorted([view(state, r) for r in state.all(SERVICE) if visible(r)], MODEL_SORTS, sortBy, sortOrder)
+        if isinstance(views, str):
+            return oci_error(400, "InvalidParameter", views, request)
         wanted = {
             "compartmentId": compartmentId,
             "projectId": projectId,
@@ -358,8 +449,85 @@ def router(state: SandboxState) -> APIRouter:
         ]
         return _page(matches, request, limit, page)
 
+    @api.put("/models/{model_id}")
+    async def update_model(model_id: str, request: Request) -> Any:
+        record, answer = await change_model(model_id, request, "UPDATE_MODEL")
+        if record is None:
+            return answer
+        try:
+            data = json.loads(await request.body() or b"null")
+        except ValueError:
+            return oci_error(400, "InvalidParameter", "The request body is not valid JSON", request)
+        if not isinstance(data, dict):
+            return oci_error(400, "InvalidParameter", "the body must be a JSON object", request)
+        # UpdateModelDetails (oci.ai_vision.models) carries exactly these four.
+        problems = [f"{k} is not a field of UpdateModelDetails" for k in data if k not in _UPDATABLE]
+        problems += [
+            f"{k} must be a string"
+            for k in ("displayName", "description")
+            if k in data and not isinstance(data[k], str)
+        ]
+        problems += [
+            f"{k} must be an object"
+            for k in ("freeformTags", "definedTags")
+            if k in data and not isinstance(data[k], dict)
+        ]
+        if problems:
+            return oci_error(400, "InvalidParameter", "; ".join(problems), request)
+        with state.lock:
+            record.update({k: v for k, v in data.items() if v is not None})
+            record["_changed"] = time.time()
+        state.store(SERVICE, model_id, record)
+        work_request_id = record_operation(record, "UPDATE_MODEL")
+        return oci_json(None, request, status=202, headers={"opc-work-request-id": work_request_id})
+
+    @api.delete("/models/{model_id}")
+    async def delete_model(model_id: str, request: Request) -> Any:
+        record, answer = await change_model(model_id, request, "DELETE_MODEL")
+        if record is None:
+            return answer
+        with state.lock:
+            record["_deleted"] = record["_changed"] = time.time()
+        state.store(SERVICE, model_id, record)
+        work_request_id = record_operation(record, "DELETE_MODEL")
+        return oci_json(None, request, status=202, headers={"opc-work-request-id": work_request_id})
+
+    @api.get("/workRequests")
+    async def list_work_requests(
+        request: Request,
+        compartmentId: str | None = None,
+        workRequestId: str | None = None,
+        status: str | None = None,
+        resourceId: str | None = None,
+        limit: int | None = None,
+        page: str | None = None,
+        sortBy: str | None = None,
+        sortOrder: str | None = None,
+    ) -> Any:
+        _body, denied = await check_signature(request, state)
+        if denied:
+            return denied
+        if not compartmentId and not workRequestId:
+            return oci_error(400, "InvalidParameter", "compartmentId or workRequestId is required", request)
+        views = _sorted(work_request_views(), WORK_REQUEST_SORTS, sortBy, sortOrder)
+        if isinstance(views, str):
+            return oci_error(400, "InvalidParameter", views, request)
+        matches = [
+            {k: v[k] for k in WORK_REQUEST_SUMMARY_FIELDS if k in v}
+            for v in views
+            if (compartmentId is None or v["compartmentId"] == compartmentId)
+            and (workRequestId is None or v["id"] == workRequestId)
+            and (status is None or v["status"] == status)
+            and (resourceId is None or any(r["identifier"] == resourceId for r in v["resources"]))
+        ]
+        return _page(matches, request, limit, page)
+
     @api.get("/workRequests/{work_request_id}")
     async def get_work_request(work_request_id: str, request: Request) -> Any:
+        operation = state.extra.get(_OPERATIONS, {}).get(work_request_id)
+        if operation is not None:
+            record, answer = await signed_find(lambda _k: state.get(SERVICE, operation["model"]), "", request)
+            return answer if record is None else oci_json(_operation_view(record, work_request_id, operation), request)
         record, answer = await signed_find(find_work_request, work_request_id, request)
         if record is None:
             return answer
@@ -407,5 +575,14 @@ def router(state: SandboxState) -> APIRouter:
             "systemTags": {},
         }
         return _page([project], request, limit, page)
+
+    known = list(api.routes)
+
+    @api.api_route("/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+    async def unknown(path: str, request: Request) -> Any:
+        # OCI answers what it does not serve in its own shape, {code, message}, never FastAPI's {detail}.
+        if any(route.path_regex.match(request.url.path) for route in known):  # type: ignore[attr-defined]
+            return oci_error(405, "MethodNotAllowed", f"{request.method} is not allowed on {request.url.path}", request)
+        return oci_error(404, "NotAuthorizedOrNotFound", NOT_FOUND_MESSAGE, request)
 
     return api
