@@ -2,17 +2,22 @@
 
 Three functions, the whole public surface (other modules call exactly these):
 
-``remember(context, name, value) -> bool``
+``remember(context, name, value, *, claim=None) -> bool``
     Record ``value`` (a JSON value, usually a resource id or a dict of ids) under ``name`` for the
-    running task instance, and claim it for that task instance. ``name`` names the kind of resource,
-    ``"<service>"`` or ``"<service>.<kind>"`` (``"happyrobot"``, ``"oci_vision.model"``); the same
-    string is the ``service`` of :func:`is_claimed`. Returns False (and logs a warning) when no durable
-    store is reachable, so callers degrade to their lookups.
+    running task instance, and claim ``claim`` (default: ``value``) for that task instance. ``name``
+    names the kind of resource, ``"<service>"`` or ``"<service>.<kind>"`` (``"happyrobot"``,
+    ``"oci_vision.model"``); the same string is the ``service`` of :func:`is_claimed`. Returns False
+    (and logs a warning) when no durable store is reachable, so callers degrade to their lookups.
 ``recall(context, name) -> JsonValue | None``
     What an earlier try of the same task instance remembered under ``name``, or None.
 ``is_claimed(service, resource_id) -> bool``
     Whether any task instance (of any DAG or run) remembered ``resource_id`` under ``service``. A
     fallback lookup that finds a resource by its attributes adopts it only when it is not claimed.
+
+The create operators (``CreateAndWaitOperator``) remember the lifecycle ref under the hook's
+``conn_type`` (``"happyrobot"``, ``"mlflow"``, ``"oci_aidp"``, ``"nemo"``, ``"oci_vision"``) and claim the
+ref's first ``*id`` value (HappyRobot: the model id), else the whole ref; so
+``is_claimed("happyrobot", model_id)`` answers for every model a HappyRobot create operator made.
 
 Where it is kept:
 
@@ -81,14 +86,17 @@ def _variable() -> Any:
     return Variable
 
 
-def remember(context: Mapping[str, Any], name: str, value: Any) -> bool:
-    """Record ``value`` under ``name`` for this task instance and claim it; False when nothing durable is reachable."""
+def remember(context: Mapping[str, Any], name: str, value: Any, *, claim: Any = None) -> bool:
+    """Record ``value`` under ``name`` for this task instance and claim ``claim`` (default ``value``).
+
+    False when nothing durable is reachable.
+    """
     if value is None:
         raise ValueError("task_state.remember: value must not be None")
     try:
         # The claim first: a crash between the two leaves a claimed resource that the retry still finds
         # by its idempotency key or lookup, never an unclaimed one that another task could adopt.
-        _variable().set(_claim_key(name, value), _owner(context))
+        _variable().set(_claim_key(name, value if claim is None else claim), _owner(context))
         store = _store(context)
         if store is not None:
             store.set(name, value)

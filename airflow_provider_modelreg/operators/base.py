@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_modelreg import task_state
+from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.lifecycle import (
     LifecycleFailed,
     LifecycleSpec,
@@ -38,6 +40,13 @@ class CreateAndWaitOperator(BaseOperator):
     (``create``), how to name it for the lifecycle spec (``resource_ref``) and what goes to XCom
     (``to_xcom``). This class runs the rest: validation errors fail the task without a retry and before
     any request; ``wait_for_completion`` waits in the worker or, with ``deferrable``, in the triggerer.
+
+    Resumable: the moment the create answers, the resource's ref is recorded for the task instance
+    (:mod:`airflow_provider_modelreg.task_state`: Airflow 3.3's task state store, 3.2's Variables). A
+    retry after a worker crash, an OOM kill or a timeout reads the record and reconnects: it waits again
+    if the resource is in progress, returns it if it is done, fails with the service's reason if it
+    ended failed; it creates anew only when the recorded resource is gone (404). The gap between the
+    create and the record is covered by the service's idempotency key or lookup, as before.
 
     :param conn_id: the Airflow connection of the service.
     :param wait_for_completion: wait until the resource reaches its final state.
@@ -89,17 +98,53 @@ class CreateAndWaitOperator(BaseOperator):
         return resource
 
     # -- the shared flow ----------------------------------------------------------------------------
+    @property
+    def record_name(self) -> str:
+        """Where the created resource's ref is recorded for the task instance (task_state), and the
+        ``service`` its claim is made under: the hook's connection type."""
+        return self.hook_class.conn_type
+
     def execute(self, context: Context) -> Any:
         try:
             request = self.build_request(context)
         except InvalidRequest as exc:
             raise AirflowFailException(str(exc)) from None
+        resumed = self.reconnect(context)
+        if resumed is not None:
+            return resumed[0]
         resource = self.create(context, request)
         ref = self.resource_ref(resource)
+        task_state.remember(context, self.record_name, ref, claim=_claim_id(ref))
         self.log.info("%s: %s", self.lifecycle.describe(ref), self.lifecycle.state(self.lifecycle.unwrap(resource)))
         if not self.wait_for_completion:
             return self.to_xcom(resource)
         return self.wait(ref, resource)
+
+    def reconnect(self, context: Context) -> tuple[Any] | None:
+        """If an earlier try of this task instance created the resource, carry on with it.
+
+        Returns ``(result,)`` when this try is done through the recorded resource, None to create.
+        """
+        ref = task_state.recall(context, self.record_name)
+        if not isinstance(ref, dict) or not ref:
+            return None
+        described = self.lifecycle.describe(ref)
+        try:
+            data = self.hook.request(self.lifecycle.read(ref)).data
+        except ServiceError as exc:
+            if exc.status == 404:
+                self.log.warning("%s, recorded by an earlier try, is gone (%s); creating it anew", described, exc)
+                return None
+            raise
+        waiter = Waiter(self.lifecycle, ref, self.log)
+        obs = waiter.evaluate(data)
+        self.log.info("Reconnecting to %s, created by an earlier try of this task: %s", described, obs.state)
+        if obs.outcome == "failure":
+            raise AirflowFailException(waiter.failure_message(obs))
+        if obs.outcome == "success" or not self.wait_for_completion:
+            self.log.info("%s is %s; not creating another", described, obs.state)
+            return (self.to_xcom(obs.resource),)
+        return (self.wait(ref, data),)
 
     def wait(self, ref: dict[str, Any], resource: Any) -> Any:
         obs = Waiter(self.lifecycle, ref, self.log).evaluate(resource)
@@ -128,6 +173,7 @@ class CreateAndWaitOperator(BaseOperator):
             raise AirflowFailException(str(exc)) from None
         except LifecycleTimeout as exc:
             raise AirflowException(str(exc)) from None
+        self.log.info("%s ended %s", self.lifecycle.describe(ref), self.lifecycle.state(final))
         return self.to_xcom(final)
 
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
@@ -135,4 +181,11 @@ class CreateAndWaitOperator(BaseOperator):
         raise_for_event(event, timeout_error=AirflowException)
         assert event is not None
         data = self.hook.request(self.lifecycle.read(event["ref"])).data
-        return self.to_xcom(self.lifecycle.unwrap(data))
+        resource = self.lifecycle.unwrap(data)
+        self.log.info("%s ended %s", self.lifecycle.describe(event["ref"]), self.lifecycle.state(resource))
+        return self.to_xcom(resource)
+
+
+def _claim_id(ref: Mapping[str, Any]) -> Any:
+    """The id a lookup would find the resource by: the ref's first ``*id`` value, else the whole ref."""
+    return next((v for k, v in ref.items() if k.endswith("id") and isinstance(v, str)), dict(ref))

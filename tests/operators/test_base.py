@@ -1,0 +1,91 @@
+"""CreateAndWaitOperator's resumable create: a try that dies after the create leaves a record; the retry
+reconnects to that resource (waits again, or returns it when done) instead of creating another."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from airflow_provider_modelreg import task_state
+from airflow_provider_modelreg.operators.happyrobot import HappyRobotCreateModelOperator
+
+pytestmark = pytest.mark.integration
+
+CREATES: dict[str, int] = {}
+
+
+class DiesAfterCreate(HappyRobotCreateModelOperator):
+    """Its first try is killed right after the create answered (as a worker OOM or kill -9 would)."""
+
+    def create(self, context: Any, request: Any) -> Any:
+        CREATES[self.dag_id] = CREATES.get(self.dag_id, 0) + 1
+        return super().create(context, request)
+
+    def wait(self, ref: dict[str, Any], resource: Any) -> Any:
+        if self._first_try:
+            raise RuntimeError("worker died")
+        return super().wait(ref, resource)
+
+    def execute(self, context: Any) -> Any:
+        self._first_try = context["ti"].try_number == 1
+        return super().execute(context)
+
+
+def make_dag(dag_id: str, **overrides: Any):
+    from airflow.sdk import DAG
+
+    kwargs: dict[str, Any] = {
+        "use_case_id": "uc-1",
+        "name": "support-bot",
+        "from_model_id": "a" * 24,
+        "train_sample_ids": ["s1"],
+        "test_sample_ids": ["t1"],
+        "poll_interval": 0.2,
+        "conn_id": "hr",
+    } | overrides
+    with DAG(dag_id, schedule=None, start_date=dt.datetime(2024, 1, 1), catchup=False) as dag:
+        DiesAfterCreate(task_id="train", retries=1, retry_delay=dt.timedelta(seconds=0), **kwargs)
+    return dag
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "sync"])
+def test_a_retry_reconnects_to_the_resource_its_first_try_created(run_dag, sandbox, happyrobot_conn, capfd, deferrable):
+    dag_id = f"resume_{'deferred' if deferrable else 'sync'}"
+    result = run_dag(make_dag(dag_id, deferrable=deferrable), {"hr": happyrobot_conn})
+    assert result.state == "success"
+    assert result.try_number("train") == 2
+    assert CREATES[dag_id] == 1  # the retry never reached create (nor its lookup)
+    models = sandbox.sandbox.state.all("happyrobot")
+    assert len(models) == 1
+    assert result.xcom("train")["id"] == models[0]["id"]
+    assert result.xcom("train")["status"] == "active"
+    out = capfd.readouterr().out
+    assert "Reconnecting to HappyRobot model" in out
+    assert "ended active" in out or "is active" in out  # the outcome is in the task's log
+
+
+def test_the_created_model_is_claimed_for_lookups(run_dag, sandbox, happyrobot_conn):
+    from airflow.sdk import DAG, BaseOperator
+
+    class Probe(BaseOperator):
+        def execute(self, context: Any) -> Any:
+            model_id = context["ti"].xcom_pull(task_ids="train")["id"]
+            return [task_state.is_claimed("happyrobot", model_id), task_state.is_claimed("happyrobot", "x" * 24)]
+
+    with DAG("resume_claim", schedule=None, start_date=dt.datetime(2024, 1, 1), catchup=False) as dag:
+        HappyRobotCreateModelOperator(
+            task_id="train",
+            use_case_id="uc-1",
+            name="claimed-bot",
+            from_model_id="a" * 24,
+            train_sample_ids=["s1"],
+            test_sample_ids=["t1"],
+            poll_interval=0.2,
+            conn_id="hr",
+            wait_for_completion=False,
+        ) >> Probe(task_id="probe")
+    result = run_dag(dag, {"hr": happyrobot_conn})
+    assert result.state == "success"
+    assert result.xcom("probe") == [True, False]
