@@ -183,10 +183,23 @@ def wait_sync(
     waiter = Waiter(spec, ref, logger)
     deadline = time.monotonic() + timeout
     while True:
-        obs = waiter.evaluate(client.request(spec.read(ref)).data)
+        try:
+            data = client.request(spec.read(ref)).data
+        except ServiceError as exc:
+            # A transient error outlasting the per-request retries is ridden out until the wait's deadline.
+            left = deadline - time.monotonic()
+            if not exc.retryable or left <= 0:
+                raise
+            (logger or log).warning(
+                "%s could not be read (%s); next check in %ss", spec.describe(ref), exc, min(poll_interval, left)
+            )
+            sleep(min(poll_interval, max(left, 0.01)))
+            continue
+        obs = waiter.evaluate(data)
         if watch := waiter.watch_request(obs):
             obs = waiter.watched(obs, client.request(watch).data)
         if obs.outcome == "success":
+            (logger or log).info("%s reached %s", spec.describe(ref), obs.state)
             return obs.resource
         if obs.outcome == "failure":
             details = None
@@ -254,18 +267,32 @@ class LifecycleTrigger(BaseTrigger):
             seen: Any = None
             while True:
                 # One list serves every wait of its group where the spec says how (coalesce.py).
-                data = await coalesce.aread(
-                    client,
-                    spec,
-                    self.ref,
-                    previous=seen,
-                    poll_interval=self.poll_interval,
-                    final=time.time() >= self.end_time,
-                )
+                try:
+                    data = await coalesce.aread(
+                        client,
+                        spec,
+                        self.ref,
+                        previous=seen,
+                        poll_interval=self.poll_interval,
+                        final=time.time() >= self.end_time,
+                    )
+                except ServiceError as exc:
+                    # A transient error outlasting the per-request retries is ridden out until the deadline.
+                    left = self.end_time - time.time()
+                    if not exc.retryable or left <= 0:
+                        raise
+                    pause = min(self.poll_interval, max(left, 0.01))
+                    self.log.warning(
+                        "%s could not be read (%s); next check in %.1fs", spec.describe(self.ref), exc, pause
+                    )
+                    await asyncio.sleep(pause)
+                    continue
                 obs = waiter.evaluate(data)
                 seen = obs.resource
                 if watch := waiter.watch_request(obs):
                     obs = waiter.watched(obs, (await client.arequest(watch)).data)
+                if obs.outcome != "waiting":
+                    self.log.info("%s reached %s; resuming the task", spec.describe(self.ref), obs.state)
                 if obs.outcome == "success":
                     yield TriggerEvent({"status": "success", "state": obs.state, "ref": self.ref})
                     return
@@ -284,9 +311,11 @@ class LifecycleTrigger(BaseTrigger):
                     message = waiter.timeout_message(obs.state)
                     yield TriggerEvent({"status": "timeout", "state": obs.state, "message": message})
                     return
-                self.log.info("%s is %s", spec.describe(self.ref), obs.state)
-                await asyncio.sleep(min(self.poll_interval, max(remaining, 0.01)))
+                pause = min(self.poll_interval, max(remaining, 0.01))
+                self.log.info("%s is %s; next check in %.1fs", spec.describe(self.ref), obs.state, pause)
+                await asyncio.sleep(pause)
         except ServiceError as exc:
+            self.log.warning("%s: giving up: %s", spec.describe(self.ref), exc)
             yield TriggerEvent({"status": "error", "message": str(exc)})
 
     async def cleanup(self) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.lifecycle import LifecycleSpec, LifecycleTrigger, Waiter, raise_for_event
 
 if TYPE_CHECKING:
@@ -59,7 +60,17 @@ class LifecycleSensor(BaseSensorOperator):
         ref = self.resource_ref()
         if self._waiter is None:  # one waiter per task run, so an unknown state is logged once
             self._waiter = Waiter(self.lifecycle, ref, self.log)
-        obs = self._waiter.evaluate(self.hook.request(self.lifecycle.read(ref)).data)
+        try:
+            data = self.hook.request(self.lifecycle.read(ref)).data
+        except ServiceError as exc:
+            if not exc.retryable:
+                raise
+            # A transient error outlasting the per-request retries: poke again, until the sensor's timeout.
+            self.log.warning(
+                "%s could not be read (%s); next check in %ss", self.lifecycle.describe(ref), exc, self.poke_interval
+            )
+            return PokeReturnValue(is_done=False)
+        obs = self._waiter.evaluate(data)
         if watch := self._waiter.watch_request(obs):
             obs = self._waiter.watched(obs, self.hook.request(watch).data)
         if obs.outcome == "failure":
@@ -98,4 +109,6 @@ class LifecycleSensor(BaseSensorOperator):
         raise_for_event(event, timeout_error=AirflowSensorTimeout)
         assert event is not None
         data = self.hook.request(self.lifecycle.read(event["ref"])).data
-        return self.to_xcom(self.lifecycle.unwrap(data))
+        resource = self.lifecycle.unwrap(data)
+        self.log.info("%s ended %s", self.lifecycle.describe(event["ref"]), self.lifecycle.state(resource))
+        return self.to_xcom(resource)

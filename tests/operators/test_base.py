@@ -89,3 +89,33 @@ def test_the_created_model_is_claimed_for_lookups(run_dag, sandbox, happyrobot_c
     result = run_dag(dag, {"hr": happyrobot_conn})
     assert result.state == "success"
     assert result.xcom("probe") == [True, False]
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "sync"])
+def test_a_wait_rides_out_503s_longer_than_the_per_request_budget(run_dag, sandbox, happyrobot_conn, deferrable):
+    from airflow_provider_modelreg.sandbox.faults import FaultRule
+
+    # Each read gives up after 2 attempts; the service answers 503 to the next 8 reads of the model.
+    conn = happyrobot_conn | {"extra": {"retry_max_attempts": 2}}
+    rule = FaultRule(kind="status", status=503, method="GET", path=r"^/api/v1/models/[^/]+$", count=8)
+    sandbox.sandbox.faults.rules.append(rule)
+    from airflow.sdk import DAG
+
+    dag_id = f"ride_503_{'deferred' if deferrable else 'sync'}"
+    with DAG(dag_id, schedule=None, start_date=dt.datetime(2024, 1, 1), catchup=False) as dag:
+        HappyRobotCreateModelOperator(
+            task_id="train",
+            use_case_id="uc-1",
+            name="patient-bot",
+            from_model_id="a" * 24,
+            train_sample_ids=["s1"],
+            test_sample_ids=["t1"],
+            poll_interval=0.1,
+            conn_id="hr",
+            deferrable=deferrable,
+        )
+    result = run_dag(dag, {"hr": conn})
+    assert rule.fired == 8  # the reads did fail beyond the per-request budget
+    assert result.state == "success"
+    assert result.try_number("train") == 1  # ridden out within the try, not by a task retry
+    assert result.xcom("train")["status"] == "active"
