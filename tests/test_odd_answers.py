@@ -315,6 +315,12 @@ def context() -> dict[str, Any]:
 def test_sensor_pokes_fail_clearly_or_keep_waiting(odd, sensor, answer, capfd):
     odd.answer = answer
     kind, value = outcome_of(lambda: _sensor(sensor).poke(context()))
+    if answer.status in (429, 500, 502, 503, 504):
+        # Transient past the per-request retries: the sensor pokes again until its timeout (issue 19.2),
+        # and its log names the error.
+        assert kind == "returned" and value.is_done is False
+        assert "could not be read" in task_log(capfd)
+        return
     if answer.status >= 400 or answer.says in ("expected JSON", "HTML"):
         assert kind == "ServiceError" and answer.says in str(value)
     if kind == "returned":  # JSON of the wrong shape: not done, and the unknown state is in the log
