@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
+from pathlib import Path
 
 import uvicorn
 
@@ -58,13 +61,19 @@ def main(argv: list[str] | None = None) -> None:
         if rule not in state.outcome_rules:  # a restart with the same flags must not stack them
             state.outcome_rules.append(rule)
     url = f"http://{args.host}:{args.port}"
+    # SIGTERM before uvicorn takes the signal over still unwinds through the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     key_file = register_oci_key(state, args.oci_key_file)
     sandbox.save()
     print(f"modelreg sandbox on {url} (admin: {url}/_sandbox/docs)", flush=True)
     print("Connections that reach it:", flush=True)
     for conn_id, conn in sandbox_connections(url, key_file).items():
         print(f"  export AIRFLOW_CONN_{conn_id.upper()}='{json.dumps(conn)}'", flush=True)
-    uvicorn.run(sandbox.app, host=args.host, port=args.port, log_level=args.log_level, lifespan="off")
+    try:
+        uvicorn.run(sandbox.app, host=args.host, port=args.port, log_level=args.log_level, lifespan="off")
+    finally:
+        if not args.oci_key_file:  # the throw-away key of this run: gone when the sandbox stops
+            Path(key_file).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
