@@ -179,6 +179,9 @@ class MlflowHook(ModelRegHook):
     service = "MLflow"
     # Only the OCI flavour documents a retry token; a plain server gets look-before-create instead.
     uses_retry_token: ClassVar[bool] = False
+    # Longest model-version tag value the server takes: 5000 on a 2.x server (3.x takes 8000, but which
+    # one is in hand is not known before the first request), so the lower bound applies to plain MLflow.
+    model_version_tag_value_limit: ClassVar[int] = 5000
 
     # -- connection -> client and prefixes (pure, so triggers build the same client) ------------
     @classmethod
@@ -302,21 +305,39 @@ class MlflowHook(ModelRegHook):
         response = self._post_create(f"{self.tracking_api}/experiments/create", body, retry_token)
         return str(response.json_object(require=("experiment_id",))["experiment_id"])
 
+    def _find_or_create(
+        self, what: str, find: Callable[[], dict[str, Any] | None], create: Callable[[], dict[str, Any]]
+    ) -> tuple[dict[str, Any], bool]:
+        """(resource, created) for a uniquely named resource. A create whose answer was lost (dropped
+        connection, 5xx) is looked up before it is sent again, within this call; a concurrent create
+        by someone else (already exists) is not an error."""
+        from airflow_provider_modelreg.idempotency import create_once
+
+        def create_or_adopt() -> dict[str, Any] | None:
+            try:
+                return create()
+            except ServiceError as exc:
+                if not is_already_exists(exc):
+                    raise
+                self.log.info("%s was created concurrently; using it", what)
+                if (found := find()) is None:
+                    raise
+                return {**found, "_adopted": True}
+
+        resource, created = create_once(find=find, create=create_or_adopt, retry=self.client.retry, logger=self.log)
+        if resource.pop("_adopted", False):
+            created = False
+        return resource, created
+
     def get_or_create_experiment(self, name: str, retry_token: str | None = None) -> dict[str, Any]:
-        """The experiment named ``name``, created when missing; a concurrent create is not an error."""
-        if (found := self.get_experiment_by_name(name)) is not None:
-            return found
-        try:
-            experiment_id = self.create_experiment(name, retry_token)
-        except ServiceError as exc:
-            if not is_already_exists(exc):
-                raise
-            self.log.info("Experiment %r was created concurrently; using it", name)
-            found = self.get_experiment_by_name(name)
-            if found is None:
-                raise
-            return found
-        return {"experiment_id": experiment_id, "name": name}
+        """The experiment named ``name``, created when missing; a concurrent create or a lost answer to
+        the create is not an error."""
+        experiment, _created = self._find_or_create(
+            f"Experiment {name!r}",
+            lambda: self.get_experiment_by_name(name),
+            lambda: {"experiment_id": self.create_experiment(name, retry_token), "name": name},
+        )
+        return experiment
 
     # -- runs ----------------------------------------------------------------------------------------
     def create_run(self, request: CreateRunRequest, retry_token: str | None = None) -> dict[str, Any]:
@@ -399,10 +420,17 @@ class MlflowHook(ModelRegHook):
         runs = self.search_runs(
             [experiment_id],
             f"tags.`{key}` = {quote_filter_value(value)}",
-            max_results=10,
+            max_results=100,
             order_by=["attributes.start_time ASC"],
         )
-        return runs[0] if runs else None
+        # Deterministic among overlapping tries: the earliest start, then the smallest run id.
+        return min(runs, key=lambda r: (int(r["info"].get("start_time") or 0), str(r["info"]["run_id"])), default=None)
+
+    def delete_run(self, run_id: str) -> None:
+        """Mark a run deleted (searches no longer find it); resending is harmless."""
+        self.request(
+            ApiRequest("POST", f"{self.tracking_api}/runs/delete", json={"run_id": run_id}, idempotent=True)
+        )
 
     # -- registered models and versions -------------------------------------------------------------
     def get_registered_model(self, name: str) -> dict[str, Any] | None:
@@ -420,16 +448,13 @@ class MlflowHook(ModelRegHook):
     def ensure_registered_model(
         self, request: CreateRegisteredModelRequest, retry_token: str | None = None
     ) -> tuple[dict[str, Any], bool]:
-        """(registered model, created). A model created concurrently by someone else is not an error."""
-        if (found := self.get_registered_model(request.name)) is not None:
-            return found, False
-        try:
-            return self.create_registered_model(request, retry_token), True
-        except ServiceError as exc:
-            if not is_already_exists(exc):
-                raise
-            self.log.info("Registered model %r was created concurrently; using it", request.name)
-            return self.get_registered_model(request.name) or {"name": request.name}, False
+        """(registered model, created). A model created concurrently by someone else, or a lost answer
+        to the create, is not an error."""
+        return self._find_or_create(
+            f"Registered model {request.name!r}",
+            lambda: self.get_registered_model(request.name),
+            lambda: self.create_registered_model(request, retry_token),
+        )
 
     def create_model_version(
         self, request: CreateModelVersionRequest, retry_token: str | None = None
@@ -455,20 +480,30 @@ class MlflowHook(ModelRegHook):
                 break
         return versions[:max_results]
 
-    def find_model_version(self, name: str, source: str, run_id: str | None) -> dict[str, Any] | None:
-        """The oldest version of ``name`` made from ``source`` (and ``run_id``): what an earlier try made.
+    def find_model_version_by_tag(self, name: str, key: str, value: str) -> dict[str, Any] | None:
+        """The lowest version of ``name`` tagged ``key=value``: what this task instance registered.
 
-        Servers filter by name and run id only (not by source), so the source is matched here.
+        Version numbers are given by the server in creation order, so among overlapping tries the
+        lowest is the first made, and every try settles on the same one. The tag is matched here too.
         """
-        filter_string = f"name={quote_filter_value(name)}"
-        if run_id:
-            filter_string += f" and run_id={quote_filter_value(run_id)}"
+        filter_string = f"name={quote_filter_value(name)} and tags.`{key}` = {quote_filter_value(value)}"
         matches = [
             v
             for v in self.search_model_versions(filter_string)
-            if v.get("source") == source and (v.get("run_id") or None) == (run_id or None)
+            if v.get("name") == name
+            and any(t.get("key") == key and t.get("value") == value for t in v.get("tags") or [])
         ]
         return min(matches, key=lambda v: int(v.get("version", 0))) if matches else None
+
+    def delete_model_version(self, name: str, version: str | int) -> None:
+        self.request(
+            ApiRequest(
+                "DELETE",
+                f"{self.registry_api}/model-versions/delete",
+                json={"name": name, "version": str(version)},
+                idempotent=True,
+            )
+        )
 
     def _pages(self, build: Callable[[str | None], ApiRequest]) -> Iterator[dict[str, Any]]:
         token: str | None = None
@@ -497,6 +532,7 @@ class OCIDataPlatformMlflowHook(MlflowHook, OCIBaseHook):
     service = "OCI AI Data Platform"
     endpoint_template = AIDP_ENDPOINT_TEMPLATE
     uses_retry_token = True
+    model_version_tag_value_limit = 8000  # the seed page's limit
 
     @classmethod
     def client_from_connection(cls, conn: Connection, retry: RetryPolicy | None = None) -> ServiceClient:

@@ -6,11 +6,13 @@ Limits come from the seed pages (model versions) and from open-source MLflow's d
 
 from __future__ import annotations
 
+import posixpath
+import re
 import time
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from airflow_provider_modelreg.models.base import RequestModel
 
@@ -22,12 +24,51 @@ MAX_ITEMS_PER_BATCH = 1000
 MAX_PARAM_VALUE_LENGTH = 6000
 MAX_KEY_LENGTH = 250
 MAX_TAG_VALUE_LENGTH = 8000
+MAX_EXPERIMENT_NAME_LENGTH = 500
+# Model-version tag values: a 2.x server stores at most 5000 characters (API-NOTES section 9), 3.x and the
+# AI Data Platform 8000. The hook in hand says which applies (MlflowHook.model_version_tag_value_limit).
+PLAIN_MLFLOW_MODEL_VERSION_TAG_VALUE_LENGTH = 5000
+
+# MLflow's own rule for metric, param and tag keys (mlflow/utils/validation.py, read not copied): word
+# characters, ``/ . - :`` and spaces; the name must not change under path normalisation (no ``..``, no
+# leading ``/``, no ``//``). Colons are allowed by servers on POSIX hosts, which is where they run.
+_KEY_CHARACTERS = re.compile(r"^[/\w.\- :]*$")
+
+
+def _path_not_unique(name: str) -> bool:
+    norm = posixpath.normpath(name)
+    return norm != name or norm == "." or norm.startswith("..") or norm.startswith("/")
+
+
+def mlflow_key(name: str) -> str:
+    if not _KEY_CHARACTERS.match(name):
+        raise ValueError(
+            "MLflow keys may only contain alphanumerics, underscores (_), dashes (-), periods (.), colons (:), "
+            f"spaces ( ) and slashes (/); got {name!r}"
+        )
+    if _path_not_unique(name):
+        raise ValueError(
+            f"MLflow keys must not resolve to another name as a path (no '..', leading '/' or '//'); got {name!r}"
+        )
+    return name
+
+
+def registered_model_name(name: str) -> str:
+    """MLflow 3.x's rule (the stricter, applied to every server): no ``/`` or ``:``, a unique path."""
+    if not name.strip():
+        raise ValueError("a registered model name must not be blank")
+    if "/" in name or ":" in name:
+        raise ValueError(f"registered model names cannot contain '/' or ':'; got {name!r}")
+    if _path_not_unique(name):
+        raise ValueError(f"registered model names must not resolve to another name as a path; got {name!r}")
+    return name
 
 # What a client may set with runs/update. INTERNAL_ERROR exists only in the OCI flavour and is set by the
 # service, never by a client; an open-source server silently ignores an unknown status, so refuse it here.
 RunStatus = Literal["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"]
 
-Key = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH)]
+Key = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH), AfterValidator(mlflow_key)]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(registered_model_name)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 
@@ -79,7 +120,7 @@ class Metric(RequestModel):
 
 
 class CreateExperimentRequest(RequestModel):
-    name: NonEmpty
+    name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_EXPERIMENT_NAME_LENGTH)]
     artifact_location: str | None = None
     tags: list[Tag] | None = None
 
@@ -142,7 +183,7 @@ class LogBatchRequest(RequestModel):
 
 
 class CreateRegisteredModelRequest(RequestModel):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    name: ModelName
     description: Annotated[str, StringConstraints(max_length=5000)] | None = None
     tags: Annotated[list[Tag], Field(max_length=20)] | None = None
 
@@ -160,15 +201,23 @@ class ModelVersionTag(RequestModel):
 
 
 class CreateModelVersionRequest(RequestModel):
-    """``model-versions/create`` with the seed page's limits."""
+    """``model-versions/create`` with the seed page's limits and MLflow's name rule."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    name: ModelName
     source: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     run_id: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
     model_id: Annotated[str, StringConstraints(max_length=36)] | None = None
     run_link: Annotated[str, StringConstraints(max_length=500)] | None = None
     description: Annotated[str, StringConstraints(max_length=5000)] | None = None
     tags: Annotated[list[ModelVersionTag], Field(max_length=20)] | None = None
+
+    def check_tag_values(self, limit: int) -> None:
+        """Refuse tag values over the limit of the server in hand (before the first request)."""
+        for tag in self.tags or []:
+            if len(tag.value) > limit:
+                raise ValueError(
+                    f"tags: the value of {tag.key!r} has {len(tag.value)} characters; this server takes at most {limit}"
+                )
 
 
 def tag_list(tags: Any) -> list[dict[str, Any]] | None:

@@ -32,6 +32,7 @@ from airflow_provider_modelreg.lifecycle import at
 from airflow_provider_modelreg.links.mlflow import MlflowRunLink
 from airflow_provider_modelreg.models.base import InvalidRequest, validate_request
 from airflow_provider_modelreg.models.mlflow import (
+    CreateExperimentRequest,
     CreateModelVersionRequest,
     CreateRegisteredModelRequest,
     CreateRunRequest,
@@ -120,7 +121,9 @@ class MlflowCreateRunOperator(CreateAndWaitOperator):
     ``metrics={"precision": "{{ ti.xcom_pull('train')['precision'] }}"}``. Everything is validated before
     the first call. When logging fails the run is marked ``FAILED`` and the error re-raised; when the task
     is killed, ``KILLED``. A retried task finds its run by the ``airflow.idempotency_key`` tag and reuses
-    it, never creating a second one. Returns ``run_id``, ``experiment_id``, ``run_name``, ``status``,
+    it, never creating a second one; overlapping tries settle on one run (the loser's is deleted). A retry
+    whose param value changed is refused before the earlier run is touched. Returns ``run_id``,
+    ``experiment_id``, ``run_name``, ``status``,
     ``run_url`` and the run's ``info``.
 
     :param experiment_name: experiment to log to (created when missing).
@@ -261,6 +264,7 @@ class MlflowCreateRunOperator(CreateAndWaitOperator):
         )
         if not str(self.experiment_name or "").strip():
             raise InvalidRequest("experiment_name: must not be empty; nothing was sent")
+        validate_request(CreateExperimentRequest, {"name": self.experiment_name})  # at most 500 characters
         return RunPlan(self.experiment_name, run_name, [t.wire() for t in create.tags], log)
 
     # -- create once, log, close -------------------------------------------------------------------
@@ -286,12 +290,16 @@ class MlflowCreateRunOperator(CreateAndWaitOperator):
             retry=hook.client.retry,
             logger=self.log,
         )
+        if created:
+            run, created = self._settle_run(experiment_id, key, run)
         run_id = str(run["info"]["run_id"])
         self._run_id = run_id
         MlflowRunLink.persist(
             context, url=hook.run_url(experiment_id, run_id), experiment_id=experiment_id, run_id=run_id
         )
         self.log.info("%s MLflow run %s in experiment %s", "Created" if created else "Reusing", run_id, experiment_id)
+        if not created:
+            self._refuse_changed_params(run, plan.log)
         try:
             if not created and run["info"].get("status") != "RUNNING":
                 hook.set_run_status(run_id, "RUNNING")  # a retry reopens the run an earlier try closed
@@ -303,6 +311,37 @@ class MlflowCreateRunOperator(CreateAndWaitOperator):
                 self._mark(run_id, "FAILED", exc)
             raise
         return hook.get_run(run_id)
+
+    def _settle_run(self, experiment_id: str, key: str, mine: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Overlapping tries of one task instance may each have created a run: all settle on the one
+        :meth:`MlflowHook.find_run_by_tag` picks (earliest start, then smallest id); a try whose run lost
+        deletes it."""
+        winner = self.hook.find_run_by_tag(experiment_id, IDEMPOTENCY_TAG, key)
+        mine_id = str(mine["info"]["run_id"])
+        if winner is None or str(winner["info"]["run_id"]) == mine_id:
+            return mine, True
+        self.log.warning(
+            "Another try of this task instance made run %s at the same time; deleting %s and using that one",
+            winner["info"]["run_id"],
+            mine_id,
+        )
+        try:
+            self.hook.delete_run(mine_id)
+        except ServiceError as exc:
+            self.log.warning("Could not delete the duplicate run %s: %s", mine_id, exc)
+        return self.hook.get_run(str(winner["info"]["run_id"])), False
+
+    def _refuse_changed_params(self, run: dict[str, Any], log: LogBatchRequest) -> None:
+        """MLflow params are logged once: a retried or cleared task whose param changed would be refused
+        half-way, after reopening the earlier run. Refuse first, naming the param; the run stays as it was."""
+        logged = {p.get("key"): p.get("value") for p in (run.get("data") or {}).get("params") or []}
+        changed = [p for p in log.params if p.key in logged and logged[p.key] != p.value]
+        if changed:
+            detail = ", ".join(f"{p.key!r} was {logged[p.key]!r}, now {p.value!r}" for p in changed)
+            raise AirflowFailException(
+                f"run_params: this task instance's run {run['info']['run_id']} already has {detail}; MLflow "
+                "params cannot change (the run is left as it was; use a new DAG run or another param name)"
+            )
 
     def log_to_run(self, log: LogBatchRequest) -> None:
         """Send the validated params, metrics and tags (split to the per-call limits)."""
@@ -349,8 +388,11 @@ class MlflowCreateModelVersionOperator(CreateAndWaitOperator):
     """Register a model version from ``source`` (and ``run_id``); wait until it is ``READY``.
 
     The registered model is created when missing (a concurrent create by another task is not an error).
-    The seed page's limits are checked before anything is sent. A retried task returns the version its
-    first try made (found by name, run id and source), never a second one. ``FAILED_REGISTRATION`` fails
+    The seed page's limits, MLflow's name rule and the server's tag value limit (5000 on plain MLflow, 8000
+    on the AI Data Platform) are checked before anything is sent. The version is tagged
+    ``airflow.idempotency_key`` (one tag of the 20): a retried task returns the version its first try made,
+    overlapping tries settle on the lowest, and a later DAG run registering the same source makes a new one.
+    ``FAILED_REGISTRATION`` fails
     the task with the service's ``status_message``. Returns the model version (plain JSON).
 
     :param name: registered model name (1..255 characters).
@@ -359,7 +401,8 @@ class MlflowCreateModelVersionOperator(CreateAndWaitOperator):
     :param model_id: logged model id (at most 36).
     :param run_link: link to the run (at most 500).
     :param description: version description (at most 5000).
-    :param tags: ``{key: value}`` or a list of ``{"key", "value"}`` (at most 20; key 1..250, value ≤ 8000).
+    :param tags: ``{key: value}`` or a list of ``{"key", "value"}`` (at most 19; key 1..250, value ≤ 5000 on
+        plain MLflow, ≤ 8000 on the AI Data Platform).
     :param conn_id: an ``mlflow`` or ``oci_aidp`` connection (default ``mlflow_default``).
     :param wait_for_completion: wait until ``READY`` (default true).
     :param deferrable: wait in the triggerer.
@@ -419,7 +462,16 @@ class MlflowCreateModelVersionOperator(CreateAndWaitOperator):
             "description": self.description,
         }
         given = {k: str(v) for k, v in fields.items() if v is not None and str(v) not in ("", "None")}
-        return validate_request(CreateModelVersionRequest, given | {"tags": tag_list(self.tags)})
+        # The version belongs to its task instance: found again by this tag, never by its source (a
+        # fixed source registered by a later DAG run is a new version).
+        tags = [t for t in tag_list(self.tags) or [] if t.get("key") != IDEMPOTENCY_TAG]
+        tags.append({"key": IDEMPOTENCY_TAG, "value": idempotency_key(context)})
+        request = validate_request(CreateModelVersionRequest, given | {"tags": tags})
+        try:
+            request.check_tag_values(self.hook.model_version_tag_value_limit)
+        except ValueError as exc:
+            raise InvalidRequest(f"{exc}; nothing was sent") from None
+        return request
 
     def create(self, context: Context, request: CreateModelVersionRequest) -> dict[str, Any]:
         hook = self.hook
@@ -429,12 +481,27 @@ class MlflowCreateModelVersionOperator(CreateAndWaitOperator):
         )
         if model_created:
             self.log.info("Created registered model %r", request.name)
+        def find() -> dict[str, Any] | None:
+            return hook.find_model_version_by_tag(request.name, IDEMPOTENCY_TAG, key)
+
         version, created = create_once(
-            find=lambda: hook.find_model_version(request.name, request.source, request.run_id),
+            find=find,
             create=lambda: hook.create_model_version(request, retry_token=f"{key}-model-version"),
             retry=hook.client.retry,
             logger=self.log,
         )
+        if created and (winner := find()) is not None and str(winner["version"]) != str(version["version"]):
+            # An overlapping try of this task instance registered first: use its version, delete ours.
+            self.log.warning(
+                "Another try of this task instance registered version %s at the same time; deleting version %s",
+                winner["version"],
+                version["version"],
+            )
+            try:
+                hook.delete_model_version(request.name, version["version"])
+            except ServiceError as exc:
+                self.log.warning("Could not delete the duplicate version %s: %s", version["version"], exc)
+            version, created = winner, False
         self.log.info(
             "%s version %s of model %r (%s)",
             "Created" if created else "Reusing",

@@ -152,13 +152,12 @@ def test_registered_models_and_versions(mlflow_target):
     assert is_already_exists(caught.value)
 
     source = f"runs:/{run_id}/model"
-    version = hook.create_model_version(
-        validate_request(CreateModelVersionRequest, {"name": name, "source": source, "run_id": run_id})
-    )
+    tagged = {"name": name, "source": source, "run_id": run_id, "tags": [{"key": IDEMPOTENCY_TAG, "value": "k1"}]}
+    version = hook.create_model_version(validate_request(CreateModelVersionRequest, tagged))
     assert version["version"] == "1" and version["source"] == source
     assert hook.get_model_version(name, 1)["run_id"] == run_id
-    assert hook.find_model_version(name, source, run_id)["version"] == "1"
-    assert hook.find_model_version(name, f"runs:/{run_id}/other", run_id) is None
+    assert hook.find_model_version_by_tag(name, IDEMPOTENCY_TAG, "k1")["version"] == "1"
+    assert hook.find_model_version_by_tag(name, IDEMPOTENCY_TAG, "k2") is None
     assert [v["version"] for v in hook.search_model_versions(f"name={quote_filter_value(name)}")] == ["1"]
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.mlflow import HOOK_CONN_ID
 
 from airflow_provider_modelreg.hooks.mlflow import IDEMPOTENCY_TAG
 from airflow_provider_modelreg.operators.mlflow import MlflowCreateModelVersionOperator, MlflowCreateRunOperator
@@ -106,19 +108,47 @@ def test_all_numeric_xcom_entries_are_logged_when_no_keys_are_given(run_dag, mlf
     assert {m["key"] for m in run["data"]["metrics"]} == {"precision", "recall", "testImageCount"}
 
 
+class FailingLogOperator(MlflowCreateRunOperator):
+    """Logging fails after the run exists (as a server refusing a batch would)."""
+
+    def log_to_run(self, log: Any) -> None:
+        super().log_to_run(log)
+        raise RuntimeError("injected failure while logging")
+
+
 def test_a_failure_while_logging_marks_the_run_failed(run_dag, mlflow_target):
-    """The server refuses the metric name (MLflow's name rule): the run ends FAILED, the task fails."""
     experiment = mlflow_target.unique("vision")
 
     def build():
-        return MlflowCreateRunOperator(
-            task_id="log_run", conn_id=CONN, experiment_name=experiment, metrics={"bad name!": 1.0}
-        )
+        return FailingLogOperator(task_id="log_run", conn_id=CONN, experiment_name=experiment, metrics={"a": 1.0})
 
     result = run_dag(dag_with("mlflow_log_fails", build), {CONN: mlflow_target.conn})
     assert result.state == "failed" and result.task_state("log_run") == "failed"
     [run] = mlflow_target.runs_of(experiment)
     assert run["info"]["status"] == "FAILED" and run["info"]["end_time"] > 0
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"metrics": {"bad name!": 1.0}},
+        {"run_params": {"a b/../c": 1}},
+        {"tags": {"/abs": "x"}},
+        {"experiment_name": "e" * 501},
+    ],
+    ids=["metric-bad-character", "param-path", "tag-absolute", "experiment-name-501"],
+)
+def test_keys_and_names_breaking_mlflows_rules_fail_before_anything_is_sent(run_dag, mlflow_target, arguments):
+    experiment = mlflow_target.unique("vision")
+
+    def build():
+        return MlflowCreateRunOperator(
+            **({"task_id": "log_run", "conn_id": CONN, "experiment_name": experiment} | arguments)
+        )
+
+    result = run_dag(dag_with("mlflow_bad_keys", build), {CONN: mlflow_target.conn})
+    assert result.task_state("log_run") == "failed"
+    assert mlflow_target.hook().get_experiment_by_name(experiment) is None  # no experiment, no run
 
 
 def test_a_bad_metric_value_fails_before_anything_is_sent(run_dag, mlflow_target):
@@ -277,6 +307,130 @@ def test_failed_registration_fails_with_the_status_message(run_dag, sandbox, aid
     assert "model flavor not supported: onnx-legacy" in out
 
 
+def lose_the_first_answer(monkeypatch: pytest.MonkeyPatch, path_end: str) -> list[str]:
+    """The first POST to ``path_end`` reaches the server, then its answer is lost (connection dropped)."""
+    from airflow_provider_modelreg.http import ServiceClient, ServiceError
+
+    lost: list[str] = []
+    real = ServiceClient.request
+
+    def request(self: ServiceClient, req: Any) -> Any:
+        response = real(self, req)
+        if req.method == "POST" and req.path.endswith(path_end) and not lost:
+            lost.append(req.path)
+            raise ServiceError(
+                service=self.service, method=req.method, path=req.path, status=None, code=None, message="dropped"
+            )
+        return response
+
+    monkeypatch.setattr(ServiceClient, "request", request)
+    return lost
+
+
+@pytest.mark.parametrize("path_end", ["experiments/create", "registered-models/create"])
+def test_a_lost_answer_to_a_create_is_recovered_within_the_try(run_dag, mlflow_target, monkeypatch, path_end):
+    """No Airflow retry (retries=0): the try looks the experiment or model up and carries on."""
+    experiment, model = mlflow_target.unique("vision"), mlflow_target.unique("model")
+    lost = lose_the_first_answer(monkeypatch, path_end)
+    result = run_dag(registry_dag("mlflow_lost_answer", experiment, model), {CONN: mlflow_target.conn})
+    assert lost and result.state == "success" and result.try_number("register") == 1
+    assert len(mlflow_target.runs_of(experiment)) == 1
+    assert [v["version"] for v in mlflow_target.hook().search_model_versions(f"name='{model}'")] == ["1"]
+
+
+class FinishThenFailOperator(MlflowCreateRunOperator):
+    """Its first try closes the run FINISHED, then fails: the retry meets a finished run."""
+
+    def create(self, context: Any, plan: Any) -> dict[str, Any]:
+        run = super().create(context, plan)
+        if context["ti"].try_number == 1:
+            raise RuntimeError("injected failure after the run was closed")
+        return run
+
+
+def test_a_retry_whose_param_changed_is_refused_and_leaves_the_finished_run_as_it_was(run_dag, mlflow_target):
+    experiment = mlflow_target.unique("vision")
+
+    def build():
+        return FinishThenFailOperator(
+            task_id="log_run", conn_id=CONN, experiment_name=experiment, run_params={"lr": "{{ ti.try_number }}"}
+        )
+
+    result = run_dag(dag_with("mlflow_param_changed", build, ONE_QUICK_RETRY), {CONN: mlflow_target.conn})
+    assert result.task_state("log_run") == "failed" and result.try_number("log_run") == 2
+    [run] = mlflow_target.runs_of(experiment)
+    assert run["info"]["status"] == "FINISHED"  # not reopened, not FAILED
+    assert {p["key"]: p["value"] for p in run["data"]["params"]} == {"lr": "1"}
+
+
+def test_overlapping_tries_of_one_task_instance_make_one_run(mlflow_target):
+    """Two tries racing: each finds nothing, each creates; both settle on one run, the other is deleted."""
+    experiment = mlflow_target.unique("vision")
+    results = race(
+        lambda: MlflowCreateRunOperator(
+            task_id="log_run", conn_id=HOOK_CONN_ID, experiment_name=experiment, run_params={"lr": 1}
+        ),
+        "create_run",
+    )
+    assert len({r["info"]["run_id"] for r in results}) == 1
+    [run] = mlflow_target.runs_of(experiment)
+    assert run["info"]["run_id"] == results[0]["info"]["run_id"] and run["info"]["status"] == "FINISHED"
+
+
+def test_overlapping_tries_of_one_task_instance_make_one_version(mlflow_target):
+    model = mlflow_target.unique("model")
+    results = race(
+        lambda: MlflowCreateModelVersionOperator(
+            task_id="register", conn_id=HOOK_CONN_ID, name=model, source="s3://models/churn/current"
+        ),
+        "create_model_version",
+    )
+    assert {r["version"] for r in results} == {"1"}
+    versions = mlflow_target.hook().search_model_versions(f"name='{model}'")
+    assert [v["version"] for v in versions] == ["1"]
+
+
+def race(make: Any, name: str) -> list[Any]:
+    """Run two tries of one task instance at once, both past their lookup before either creates."""
+    from types import SimpleNamespace
+
+    barrier = threading.Barrier(2, timeout=30)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def attempt(try_number: int) -> None:
+        ti = SimpleNamespace(
+            dag_id="race",
+            task_id="t",
+            run_id=f"manual__{id(barrier)}",
+            map_index=-1,
+            try_number=try_number,
+            xcom_push=lambda **kw: None,
+        )
+        context = {"ti": ti}
+        copy = make()
+        hook = copy.hook
+        real = getattr(hook, name)
+
+        def create_after_both_looked(*args: Any, **kwargs: Any) -> Any:
+            barrier.wait()
+            return real(*args, **kwargs)
+
+        setattr(hook, name, create_after_both_looked)
+        try:
+            results.append(copy.create(context, copy.build_request(context)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    return results
+
+
 class FlakyVersionOperator(MlflowCreateModelVersionOperator):
     """Fails its first try right after creating the version: the retry must return that version."""
 
@@ -300,6 +454,51 @@ def test_a_retried_task_returns_the_version_made_before(run_dag, mlflow_target):
     assert result.state == "success" and result.try_number("register") == 2
     assert result.xcom("register")["version"] == "1"
     assert [v["version"] for v in mlflow_target.hook().search_model_versions(f"name='{model}'")] == ["1"]
+
+
+def test_a_later_dag_run_registering_the_same_fixed_source_makes_a_new_version(run_dag, mlflow_target):
+    model = mlflow_target.unique("model")
+
+    def build():
+        return MlflowCreateModelVersionOperator(
+            task_id="register", conn_id=CONN, name=model, source="s3://models/churn/current", poll_interval=0.2
+        )
+
+    dag = dag_with("mlflow_register_fixed_source", build)
+    first, second = (run_dag(dag, {CONN: mlflow_target.conn}) for _ in range(2))
+    assert (first.xcom("register")["version"], second.xcom("register")["version"]) == ("1", "2")
+    versions = mlflow_target.hook().search_model_versions(f"name='{model}'")
+    assert sorted(v["version"] for v in versions) == ["1", "2"]  # one per task instance
+
+
+@pytest.mark.parametrize("length", [5000, 5001, 8000])
+def test_tag_values_over_the_servers_limit_fail_before_anything_is_sent(run_dag, mlflow_target, length):
+    model = mlflow_target.unique("model")
+    limit = 5000 if mlflow_target.flavour == "mlflow" else 8000  # a 2.x server takes 5000, the AI Data Platform 8000
+
+    def build():
+        return MlflowCreateModelVersionOperator(
+            task_id="register",
+            conn_id=CONN,
+            name=model,
+            source="s3://m/x",
+            tags={"notes": "n" * length},
+            poll_interval=0.2,
+        )
+
+    result = run_dag(dag_with("mlflow_register_long_tag", build), {CONN: mlflow_target.conn})
+    assert result.task_state("register") == ("success" if length <= limit else "failed")
+    assert (mlflow_target.hook().get_registered_model(model) is None) is (length > limit)
+
+
+@pytest.mark.parametrize("name", ["a/b", "a:b", "../x"])
+def test_registered_model_names_breaking_mlflows_rule_fail_before_anything_is_sent(run_dag, mlflow_target, name):
+    def build():
+        return MlflowCreateModelVersionOperator(task_id="register", conn_id=CONN, name=name, source="s3://m/x")
+
+    result = run_dag(dag_with("mlflow_register_bad_name", build), {CONN: mlflow_target.conn})
+    assert result.task_state("register") == "failed"
+    assert mlflow_target.hook().search_model_versions(f"name='{name}'") == []
 
 
 def test_invalid_version_arguments_fail_before_anything_is_sent(run_dag, mlflow_target):
