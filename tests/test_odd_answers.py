@@ -215,7 +215,7 @@ HOOK_CALLS: dict[str, Callable[[], Any]] = {
     "mlflow.ensure_registered_model": lambda: _mlflow().ensure_registered_model(_registered_request()),
     "mlflow.create_model_version": lambda: _mlflow().create_model_version(_version_request()),
     "mlflow.get_model_version": lambda: _mlflow().get_model_version("m", 1),
-    "mlflow.find_model_version": lambda: _mlflow().find_model_version("m", "runs:/r/model", "r"),
+    "mlflow.find_model_version_by_tag": lambda: _mlflow().find_model_version_by_tag("m", "k", "v"),
     "oci_aidp.create_model_version": lambda: _mlflow("odd_aidp").create_model_version(_version_request(), "t"),
     "oci_aidp.get_run": lambda: _mlflow("odd_aidp").get_run("r"),
     "nemo.create_model": lambda: _nemo().create_model("default", _entity()),

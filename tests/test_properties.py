@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import posixpath
 import re
 import string
 import tempfile
@@ -350,7 +351,10 @@ def test_oci_vision_missing_and_unknown_fields_are_refused(body, data):
 
 
 # == MLflow: runs/create, runs/log-batch, runs/update, experiments/create, registered models, model versions ===
-mlflow_key = st.text(alphabet=string.ascii_letters + string.digits + "_-. /:", min_size=1, max_size=40)
+# MLflow's key rule: these characters, and the key must not change as a normalised path ("a/../b", "/a").
+mlflow_key = st.text(alphabet=string.ascii_letters + string.digits + "_-. /:", min_size=1, max_size=40).filter(
+    lambda key: posixpath.normpath(key) == key and not key.startswith(("/", "..")) and key != "."
+)
 mlflow_tags = st.lists(st.fixed_dictionaries({"key": mlflow_key, "value": at_most(8000)}), max_size=4)
 run_valid = st.fixed_dictionaries(
     {"experiment_id": st.text(alphabet=string.digits, min_size=1, max_size=8)},
@@ -507,11 +511,11 @@ def test_mlflow_model_version_invalid_bodies_are_refused_naming_the_field(body, 
 
 @SETTINGS
 @given(
-    name=at_most(255, min_size=1),
+    name=at_most(255, min_size=1).filter(str.strip),
     description=optional(at_most(5000)),
     tags=optional(st.lists(st.fixed_dictionaries({"key": mlflow_key, "value": at_most(100)}), max_size=20)),
     bad=st.one_of(
-        st.tuples(st.just("name"), st.one_of(st.just(""), too_long(255))),
+        st.tuples(st.just("name"), st.one_of(st.just(""), st.just(" "), st.just("a/b"), too_long(255))),
         st.tuples(st.just("description"), too_long(5000)),
         st.tuples(st.just("tags"), st.just([{"key": f"k{i}"} for i in range(21)])),
     ),
