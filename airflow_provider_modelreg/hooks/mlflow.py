@@ -428,9 +428,7 @@ class MlflowHook(ModelRegHook):
 
     def delete_run(self, run_id: str) -> None:
         """Mark a run deleted (searches no longer find it); resending is harmless."""
-        self.request(
-            ApiRequest("POST", f"{self.tracking_api}/runs/delete", json={"run_id": run_id}, idempotent=True)
-        )
+        self.request(ApiRequest("POST", f"{self.tracking_api}/runs/delete", json={"run_id": run_id}, idempotent=True))
 
     # -- registered models and versions -------------------------------------------------------------
     def get_registered_model(self, name: str) -> dict[str, Any] | None:

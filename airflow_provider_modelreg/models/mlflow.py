@@ -63,6 +63,7 @@ def registered_model_name(name: str) -> str:
         raise ValueError(f"registered model names must not resolve to another name as a path; got {name!r}")
     return name
 
+
 # What a client may set with runs/update. INTERNAL_ERROR exists only in the OCI flavour and is set by the
 # service, never by a client; an open-source server silently ignores an unknown status, so refuse it here.
 RunStatus = Literal["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"]

@@ -481,6 +481,7 @@ class MlflowCreateModelVersionOperator(CreateAndWaitOperator):
         )
         if model_created:
             self.log.info("Created registered model %r", request.name)
+
         def find() -> dict[str, Any] | None:
             return hook.find_model_version_by_tag(request.name, IDEMPOTENCY_TAG, key)
 
