@@ -1,0 +1,204 @@
+"""The provider on a production-shaped Airflow (PostgreSQL, Redis, CeleryExecutor with two workers, two
+triggerers, separate scheduler, dag-processor and API server; tests/e2e/prod_stack.py), with the sandbox
+and a real MLflow server as the services. One stack serves the whole module; each test is one scenario a
+platform team tries before adopting the provider.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e.prod_stack import PG_BIN, ROOT, ProductionStack, missing
+
+from airflow_provider_modelreg.sandbox.faults import FaultRule
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(900)]
+
+BLOCKED = "Triggerer's async thread was blocked"
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, modelreg_sandbox_server: Any, mlflow_server: Any
+) -> Iterator[ProductionStack]:
+    if reason := missing():
+        pytest.fail(f"the production-shaped stack cannot start: {reason}")
+    from airflow_provider_modelreg.pytest_plugin import SandboxSession, reset_sandbox
+
+    server, key_file = modelreg_sandbox_server
+    reset_sandbox(server, lifecycle_seconds=3.0)
+    connections = SandboxSession(server, key_file).connections
+    connections["mlflow_default"] = {"conn_type": "mlflow", "host": mlflow_server.url}
+    workdir = tmp_path_factory.mktemp("production")
+    dags = workdir / "dags"
+    shutil.copytree(ROOT / "dags_examples", dags, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(Path(__file__).parent / "dags" / "production_waits.py", dags)
+    with ProductionStack(workdir, connections, dags) as running:
+        yield running
+
+
+@pytest.fixture
+def services(stack: ProductionStack, modelreg_sandbox_server: Any) -> Any:
+    """The sandbox the stack talks to, with no faults and short lifecycles (resources are kept: the stack's
+    scheduled runs may be using them)."""
+    sandbox = modelreg_sandbox_server[0].sandbox
+    sandbox.faults.rules.clear()
+    sandbox.state.outcome_rules.clear()
+    sandbox.state.lifecycle_seconds.clear()
+    sandbox.state.lifecycle_seconds["*"] = 3.0
+    return sandbox
+
+
+def example_dag_ids(stack: ProductionStack) -> list[str]:
+    expected = sorted(p.stem for p in (ROOT / "dags_examples").glob("*.py") if not p.stem.startswith("_"))
+
+    def parsed() -> list[str] | None:
+        found = {d["dag_id"] for d in stack.api("GET", "/api/v2/dags?limit=100")["dags"]}
+        return expected if len(found & set(expected)) >= len(expected) - 1 else None
+
+    stack.wait(parsed, 240, "the example DAGs to be parsed")
+    found = {d["dag_id"] for d in stack.api("GET", "/api/v2/dags?limit=100")["dags"]}
+    errors = stack.api("GET", "/api/v2/importErrors")["import_errors"]
+    assert not errors, errors
+    return sorted(found & set(expected))
+
+
+def trigger_logs(stack: ProductionStack, dag_id: str, run_id: str) -> list[Path]:
+    return list((stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}").glob("task_id=*/**/*.trigger.*.log"))
+
+
+def test_every_example_dag_succeeds_with_its_waits_in_the_triggerers(stack: ProductionStack, services: Any):
+    dag_ids = [d for d in example_dag_ids(stack) if d != "deploy_registered_models"]  # asset-scheduled
+    runs = [(dag_id, stack.trigger(dag_id)) for dag_id in dag_ids]
+    states = stack.wait_for_runs(runs, 600)
+    failed = {
+        run: {t["task_id"]: t["state"] for t in stack.task_instances(*run) if t["state"] != "success"}
+        for run, state in states.items()
+        if state != "success"
+    }
+    assert not failed, failed
+    deferred = [run for run in runs if trigger_logs(stack, *run)]
+    assert len(deferred) >= len(runs) // 2, "the examples' waits did not run in the triggerers"
+
+
+def test_a_backfill_of_a_mapped_dag_makes_one_model_per_task_instance(stack: ProductionStack, services: Any):
+    before = {m["id"] for m in services.state.all("happyrobot")}
+    stack.wait(lambda: stack.api("GET", "/api/v2/dags/retrain_many_mapped"), 240, "retrain_many_mapped")
+    stack.api(
+        "POST",
+        "/api/v2/backfills",
+        {
+            "dag_id": "retrain_many_mapped",
+            "from_date": "2026-03-01T00:00:00Z",
+            "to_date": "2026-04-05T00:00:00Z",
+            "max_active_runs": 6,
+            "reprocess_behavior": "completed",
+        },
+    )
+
+    def backfill_runs() -> list[str] | None:
+        runs = stack.api("GET", "/api/v2/dags/retrain_many_mapped/dagRuns?run_type=backfill&limit=100")["dag_runs"]
+        done = [r for r in runs if r["state"] in {"success", "failed"}]
+        return [r["dag_run_id"] for r in runs] if len(runs) >= 5 and len(done) == len(runs) else None
+
+    run_ids = stack.wait(backfill_runs, 600, "the backfill")
+    model_of: dict[tuple[str, int], str] = {}
+    for run_id in run_ids:
+        assert stack.run_state("retrain_many_mapped", run_id) == "success"
+        for ti in stack.task_instances("retrain_many_mapped", run_id):
+            if ti["task_id"] != "train_model":
+                continue
+            path = f"/api/v2/dags/retrain_many_mapped/dagRuns/{run_id}/taskInstances/train_model/xcomEntries/return_value?map_index={ti['map_index']}"
+            value = stack.api("GET", path)["value"]
+            model_of[(run_id, ti["map_index"])] = (value if isinstance(value, dict) else json.loads(value))["id"]
+    created = {m["id"] for m in services.state.all("happyrobot")} - before
+    # One distinct model per task instance: two task instances sharing one model is the failure to catch.
+    assert len(model_of) == 3 * len(run_ids)
+    assert len(set(model_of.values())) == len(model_of)
+    assert set(model_of.values()) <= created
+
+
+def triggerer_holding_waits(stack: ProductionStack) -> tuple[str, int]:
+    """(component name, number of triggers) of the triggerer that runs the most triggers now."""
+    sql = (
+        "select j.pid, count(t.id) from trigger t join job j on j.id = t.triggerer_id "
+        "where j.job_type = 'TriggererJob' group by j.pid order by 2 desc limit 1"
+    )
+    out = subprocess.run(
+        [str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(stack.pg_port), "-U", "airflow", "-At", "-c", sql],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not out:
+        return "", 0
+    pid, count = (int(x) for x in out.split("|"))
+    name = next(n for n, c in stack.components.items() if c.proc.pid == pid and n.startswith("triggerer"))
+    return name, count
+
+
+def test_a_killed_triggerers_waits_move_to_the_other_without_blocking_its_loop(stack: ProductionStack, services: Any):
+    services.state.lifecycle_seconds["oci_vision"] = 90.0  # long enough to kill a triggerer mid-wait
+    run = ("prod_many_oci_waits", stack.trigger("prod_many_oci_waits", {"count": 100}))
+    holder, _count = stack.wait(
+        lambda: (found := triggerer_holding_waits(stack))[1] >= 50 and found, 300, "the waits to reach a triggerer"
+    )
+    survivor = "triggerer-2" if holder == "triggerer-1" else "triggerer-1"
+    already_blocked = stack.tail(survivor, 10**7).count(BLOCKED)
+    stack.retire(holder)
+    services.state.lifecycle_seconds["oci_vision"] = 3.0
+    try:
+        states = stack.wait_for_runs([run], 600)
+        tis = stack.task_instances(*run)
+        assert states[run] == "success", {t["map_index"]: t["state"] for t in tis if t["state"] != "success"}
+        assert sum(t["task_id"] == "train" for t in tis) == 100
+        # Airflow's own warning when a trigger blocks the event loop for over 0.2 s.
+        survivor_log = stack.tail(survivor, 10**7)
+        assert survivor_log.count(BLOCKED) == already_blocked, survivor_log[survivor_log.find(BLOCKED) - 500 :][:2000]
+    finally:
+        stack.start_triggerer(int(holder[-1]))
+
+
+def test_a_worker_killed_right_after_the_create_is_retried_and_finds_its_own_model(
+    stack: ProductionStack, services: Any
+):
+    services.state.lifecycle_seconds["happyrobot"] = 60.0  # the task is still waiting when its worker dies
+    run = ("prod_sync_wait", stack.trigger("prod_sync_wait"))
+
+    def created() -> list[dict[str, Any]]:
+        return [m for m in services.state.all("happyrobot") if m["use_case_id"] == "uc-crash"]
+
+    stack.wait(created, 240, "the create")
+    for name in ("worker-1", "worker-2"):  # whichever runs it: kill -9 both, then start fresh ones
+        stack.retire(name)
+    services.state.lifecycle_seconds["happyrobot"] = 3.0
+    for n in (3, 4):
+        stack._spawn(f"worker-{n}", ["airflow", "celery", "worker", "--celery-hostname", f"worker{n}@%h"])
+    states = stack.wait_for_runs([run], 600)
+    ti = next(t for t in stack.task_instances(*run) if t["task_id"] == "train")
+    assert states[run] == "success", ti
+    assert ti["try_number"] >= 2  # it was really interrupted and retried
+    assert len(created()) == 1
+
+
+def test_waits_ride_out_sixty_seconds_of_503(stack: ProductionStack, services: Any):
+    services.state.lifecycle_seconds["*"] = 5.0
+    runs = [(dag_id, stack.trigger(dag_id)) for dag_id in ("happyrobot_train", "nemo_register_model")]
+    time.sleep(15)  # the creates are done; the waits are polling
+    services.faults.rules.append(
+        FaultRule(kind="status", status=503, method="GET", path="^/(api/v1|apis)/", count=None)
+    )
+    time.sleep(60)
+    services.faults.rules.clear()
+    states = stack.wait_for_runs(runs, 300)
+    assert set(states.values()) == {"success"}, {
+        run: [(t["task_id"], t["state"], t["try_number"]) for t in stack.task_instances(*run)] for run in runs
+    }
+    assert services.faults.injected.get("status_503", 0) > 0
