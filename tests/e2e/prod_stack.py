@@ -221,7 +221,7 @@ class ProductionStack:
     def wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            dead = [c.name for c in self.components.values() if not c.alive() and not c.name.startswith("killed")]
+            dead = [n for n, c in self.components.items() if not c.alive() and not n.startswith("killed")]
             if dead:
                 raise RuntimeError(f"{', '.join(dead)} exited while waiting for {what}:\n{self.tail(dead[0])}")
             try:
