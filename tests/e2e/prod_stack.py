@@ -119,7 +119,7 @@ class ProductionStack:
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
                 "MODELREG_EXAMPLE_POLL_SECONDS": "1",
-                "PYTHONPATH": str(self.dags_folder),
+                "PYTHONPATH": os.pathsep.join([str(self.dags_folder), str(Path(__file__).parent)]),
             }
         )
         for conn_id, conn in self.connections.items():
@@ -144,7 +144,10 @@ class ProductionStack:
         self.wait(lambda: self.api("GET", "/api/v2/monitor/health"), 180, "the API server")
 
     def start_triggerer(self, n: int) -> Component:
-        return self._spawn(f"triggerer-{n}", ["airflow", "triggerer", "--capacity", "1000"])
+        name = f"triggerer-{n}"
+        # Named after the component in the job table (both triggerers share this machine's hostname).
+        named = {"MODELREG_COMPONENT": name, "AIRFLOW__CORE__HOSTNAME_CALLABLE": "component_hostname.hostname"}
+        return self._spawn(name, ["airflow", "triggerer", "--capacity", "1000"], named)
 
     def _start_postgres(self) -> None:
         data = self.pg_dir / "data"
@@ -182,11 +185,12 @@ class ProductionStack:
             "the airflow database",
         )
 
-    def _spawn(self, name: str, args: list[str]) -> Component:
+    def _spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> Component:
         log = self.logs / f"{name}.log"
+        env = self.env() | (extra_env or {})
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                args, env=self.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.workdir
+                args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.workdir
             )
         self.components[name] = Component(name, proc, log)
         return self.components[name]
