@@ -263,4 +263,10 @@ class ProductionStack:
         return self.wait(finished, timeout, f"{len(runs)} DAG runs")
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"]
+        found: list[dict[str, Any]] = []
+        while True:  # the API answers at most [api] maximum_page_limit (100) per page
+            path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100&offset={len(found)}"
+            page = self.api("GET", path)["task_instances"]
+            found += page
+            if len(page) < 100:
+                return found
