@@ -60,8 +60,12 @@ USER_TEST = textwrap.dedent(
 )
 
 
-def test_a_users_dag_test_runs_on_the_sandbox_through_the_installed_plugin(pytester, airflow_db):
+def test_a_users_dag_test_runs_on_the_sandbox_through_the_installed_plugin(pytester, airflow_db, monkeypatch):
     """The user's test file names no conftest and no plugin: the entry point brings the fixture."""
+    from airflow.configuration import conf
+
+    # The user's suite runs on a migrated metadata DB: this session's, named explicitly for the child.
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", conf.get("database", "sql_alchemy_conn"))
     pytester.makepyfile(test_user_dag=USER_TEST)
     # A subprocess, so the plugin is found the way a user's pytest finds it (entry points), not via ours.
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")

@@ -45,7 +45,7 @@ def _mismatch(pattern: re.Pattern[str], rule: str, what: str) -> PydanticCustomE
 
 def _check_name(value: str, info: ValidationInfo) -> str:
     pattern, rule = _rule(info)
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):  # not match: "$" would let a trailing newline through
         raise _mismatch(pattern, rule, "a NeMo Platform name")
     return value
 
@@ -54,7 +54,7 @@ def _check_reference(value: str, info: ValidationInfo) -> str:
     """``name`` (the model's own workspace) or ``workspace/name``: each segment follows the name rule."""
     pattern, rule = _rule(info)
     segments = value.split("/")
-    if len(segments) > 2 or not all(pattern.match(segment) for segment in segments):
+    if len(segments) > 2 or not all(pattern.fullmatch(segment) for segment in segments):
         raise _mismatch(pattern, rule, "'name' or 'workspace/name', each part")
     return value
 
