@@ -26,7 +26,7 @@ BLOCKED = "Triggerer's async thread was blocked"
 
 @pytest.fixture(scope="module")
 def stack(
-    tmp_path_factory: pytest.TempPathFactory, modelreg_sandbox_server: Any, mlflow_server: Any
+    tmp_path_factory: pytest.TempPathFactory, modelreg_sandbox_server: Any, mlflow_servers: Any
 ) -> Iterator[ProductionStack]:
     if reason := missing():
         pytest.fail(f"the production-shaped stack cannot start: {reason}")
@@ -35,7 +35,7 @@ def stack(
     server, key_file = modelreg_sandbox_server
     reset_sandbox(server, lifecycle_seconds=3.0)
     connections = SandboxSession(server, key_file).connections
-    connections["mlflow_default"] = {"conn_type": "mlflow", "host": mlflow_server.url}
+    connections["mlflow_default"] = {"conn_type": "mlflow", "host": mlflow_servers.get().url}  # the newest
     workdir = tmp_path_factory.mktemp("production")
     dags = workdir / "dags"
     shutil.copytree(ROOT / "dags_examples", dags, ignore=shutil.ignore_patterns("__pycache__"))
