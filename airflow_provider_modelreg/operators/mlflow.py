@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -284,6 +285,7 @@ class MlflowCreateRunOperator(CreateAndWaitOperator):
             # another body is refused; across tries the run is found by its tag instead.
             return hook.create_run(request, retry_token=f"{key}-run-{try_number}")
 
+        started = time.monotonic()
         run, created = create_once(
             find=lambda: hook.find_run_by_tag(experiment_id, IDEMPOTENCY_TAG, key),
             create=new_run,
@@ -291,6 +293,12 @@ class MlflowCreateRunOperator(CreateAndWaitOperator):
             logger=self.log,
         )
         if created:
+            run, created = self._settle_run(experiment_id, key, run)
+        if created:
+            # Runs carry no server-assigned order (start_time is the client's): an overlapping try whose
+            # create was in flight beside ours may not have been visible yet. Its create was sent no later
+            # than ours, so look once more after twice our own round trip, and yield if it wins.
+            time.sleep(min(2.0, max(0.05, 2 * (time.monotonic() - started))))
             run, created = self._settle_run(experiment_id, key, run)
         run_id = str(run["info"]["run_id"])
         self._run_id = run_id

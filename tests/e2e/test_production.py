@@ -19,7 +19,9 @@ from e2e.prod_stack import PG_BIN, ROOT, ProductionStack, missing
 
 from airflow_provider_modelreg.sandbox.faults import FaultRule
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(900)]
+# A run of its own (./dev test): its stack lives for the whole module, and in a run with tests parametrised
+# by session fixtures pytest would interleave other modules' tests while the stack runs beside them.
+pytestmark = [pytest.mark.e2e, pytest.mark.production, pytest.mark.integration, pytest.mark.timeout(900)]
 
 BLOCKED = "Triggerer's async thread was blocked"
 
