@@ -418,8 +418,21 @@ log_invalid = st.one_of(
     st.tuples(st.just("tags"), st.just([{"key": "t", "value": "v" * 8001}])),
 )
 
+
+def _is_model_name(name: str) -> bool:
+    from airflow_provider_modelreg.models.mlflow import registered_model_name
+
+    try:
+        registered_model_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+# MLflow 3.x's registered-model rule (no blank, no '/' or ':'); the refusals are the explicit cases below.
+mlflow_model_name = at_most(255, min_size=1).filter(_is_model_name)
 version_valid = st.fixed_dictionaries(
-    {"name": at_most(255, min_size=1), "source": at_most(500, min_size=1)},
+    {"name": mlflow_model_name, "source": at_most(500, min_size=1)},
     optional={
         "run_id": st.text(alphabet=string.hexdigits, min_size=1, max_size=32),
         "model_id": at_most(36),
