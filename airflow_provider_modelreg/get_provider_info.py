@@ -72,7 +72,7 @@ TRANSPORT_FIELDS: dict[str, dict[str, Any]] = {
     },
 }
 
-# The ways an OCI connection authenticates (auth/oci.py AUTH_TYPES; the first four are
+# The ways an OCI connection authenticates (auth/oci.py reads them from here; the first four are
 # apache-airflow-providers-oci's names).
 OCI_AUTH_TYPES = (
     "api_key",

@@ -26,6 +26,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from airflow_provider_modelreg.get_provider_info import OCI_AUTH_TYPES
+
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 
@@ -492,16 +494,9 @@ _FIELD_TO_CONFIG_KEY = {
     "private_key": "private_key",
 }
 
-#: The ways of authenticating, as a connection's ``auth_type`` names them. The first four are the names
-#: apache-airflow-providers-oci uses; the others are the SDK's remaining modes.
-AUTH_TYPES = (
-    "api_key",
-    "config_file",
-    "instance_principal",
-    "resource_principal",
-    "security_token",
-    "workload_identity",
-)
+#: The ways of authenticating, as a connection's ``auth_type`` names them (declared once, with the form's
+#: fields: the first four are apache-airflow-providers-oci's names, the others the SDK's remaining modes).
+AUTH_TYPES = OCI_AUTH_TYPES
 # Fields that only an API-key (or session-token) connection fills.
 _KEY_FIELDS = ("tenancy", "user", "fingerprint", "private_key", "key_file")
 
