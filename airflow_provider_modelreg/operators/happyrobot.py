@@ -146,12 +146,18 @@ class HappyRobotCreateModelOperator(CreateAndWaitOperator):
                 self.log.info("Reusing HappyRobot model %s, recorded by an earlier try", recorded)
                 return model
         first_try = claims.recall(FIRST_TRY)
+        # A task instance that never sent a create has no model of its own to find. Looking anyway would
+        # see another task's model in the moment between its create and its claim (a backfill's concurrent
+        # map indexes share name, use case and source) and adopt it: only look after a create was sent.
+        sent = {"create": first_try is not None}
         if first_try is None:
             first_try = datetime.now(timezone.utc).isoformat()
             claims.remember(FIRST_TRY, first_try)
         since = datetime.fromisoformat(first_try)
 
         def find() -> dict[str, Any] | None:
+            if not sent["create"]:
+                return None
             try:
                 found = hook.find_model(request, since, claims.is_claimed)
             except AmbiguousModel as exc:
@@ -161,6 +167,7 @@ class HappyRobotCreateModelOperator(CreateAndWaitOperator):
             return found
 
         def create() -> dict[str, Any]:
+            sent["create"] = True
             model = hook.create_model(request)
             claims.remember(MODEL_ID, model["id"])  # before anything else can fail
             return model

@@ -193,3 +193,31 @@ def test_an_unrecorded_model_from_before_the_first_try_is_never_adopted(run_dag,
     result = run_dag(make_dag("hr_outside_model", wait_for_completion=False), {"hr": happyrobot_conn})
     assert result.state == "success" and result.xcom("train")["id"] != outside["id"]
     assert len(sandbox.sandbox.state.all("happyrobot")) == 2
+
+
+def test_another_tasks_model_in_its_claim_window_is_never_adopted(run_dag, sandbox, happyrobot_conn, monkeypatch):
+    """Seen on a production-shaped backfill: a concurrent task instance's model, created after this task's
+    first try began but not yet claimed, was adopted by a task that had never sent a create."""
+    import airflow_provider_modelreg.operators.happyrobot as operator_module
+    from airflow_provider_modelreg.hooks.happyrobot import HappyRobotHook
+    from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
+
+    class EarlierClock(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):  # this try "began" a minute ago: the other model is younger than it
+            return dt.datetime.now(tz) - dt.timedelta(minutes=1)
+
+    monkeypatch.setattr(operator_module, "datetime", EarlierClock)
+    monkeypatch.setenv("AIRFLOW_CONN_HR", json.dumps(happyrobot_conn))
+    concurrent = HappyRobotHook(conn_id="hr").create_model(  # same name, use case and source; unclaimed
+        CreateModelRequest(
+            use_case_id="uc-1",
+            name="support-bot",
+            from_model_id=SOURCE_MODEL,
+            train_sample_ids=["s1"],
+            test_sample_ids=[],
+        )
+    )
+    result = run_dag(make_dag("hr_claim_window", wait_for_completion=False), {"hr": happyrobot_conn})
+    assert result.state == "success" and result.xcom("train")["id"] != concurrent["id"]
+    assert len(sandbox.sandbox.state.all("happyrobot")) == 2
