@@ -176,20 +176,20 @@ def test_two_dags_sharing_a_name_template_each_train_their_own(run_dag, sandbox,
     assert len(sandbox.sandbox.state.all("happyrobot")) == 2
 
 
-def test_an_unrecorded_model_from_before_the_first_try_is_never_adopted(run_dag, sandbox, happyrobot_conn, monkeypatch):
+def model_made_outside_the_task(happyrobot_conn: dict[str, Any], monkeypatch: Any) -> dict[str, Any]:
+    """A model with the task's name, use case and source, made (and claimed) by no task instance."""
     from airflow_provider_modelreg.hooks.happyrobot import HappyRobotHook
     from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
 
     monkeypatch.setenv("AIRFLOW_CONN_HR", json.dumps(happyrobot_conn))
-    outside = HappyRobotHook(conn_id="hr").create_model(
-        CreateModelRequest(
-            use_case_id="uc-1",
-            name="support-bot",
-            from_model_id=SOURCE_MODEL,
-            train_sample_ids=["x"],
-            test_sample_ids=[],
-        )
+    request = CreateModelRequest(
+        use_case_id="uc-1", name="support-bot", from_model_id=SOURCE_MODEL, train_sample_ids=["x"], test_sample_ids=[]
     )
+    return HappyRobotHook(conn_id="hr").create_model(request)
+
+
+def test_an_unrecorded_model_from_before_the_first_try_is_never_adopted(run_dag, sandbox, happyrobot_conn, monkeypatch):
+    outside = model_made_outside_the_task(happyrobot_conn, monkeypatch)
     result = run_dag(make_dag("hr_outside_model", wait_for_completion=False), {"hr": happyrobot_conn})
     assert result.state == "success" and result.xcom("train")["id"] != outside["id"]
     assert len(sandbox.sandbox.state.all("happyrobot")) == 2
@@ -199,8 +199,6 @@ def test_another_tasks_model_in_its_claim_window_is_never_adopted(run_dag, sandb
     """Seen on a production-shaped backfill: a concurrent task instance's model, created after this task's
     first try began but not yet claimed, was adopted by a task that had never sent a create."""
     import airflow_provider_modelreg.operators.happyrobot as operator_module
-    from airflow_provider_modelreg.hooks.happyrobot import HappyRobotHook
-    from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
 
     class EarlierClock(dt.datetime):
         @classmethod
@@ -208,16 +206,7 @@ def test_another_tasks_model_in_its_claim_window_is_never_adopted(run_dag, sandb
             return dt.datetime.now(tz) - dt.timedelta(minutes=1)
 
     monkeypatch.setattr(operator_module, "datetime", EarlierClock)
-    monkeypatch.setenv("AIRFLOW_CONN_HR", json.dumps(happyrobot_conn))
-    concurrent = HappyRobotHook(conn_id="hr").create_model(  # same name, use case and source; unclaimed
-        CreateModelRequest(
-            use_case_id="uc-1",
-            name="support-bot",
-            from_model_id=SOURCE_MODEL,
-            train_sample_ids=["s1"],
-            test_sample_ids=[],
-        )
-    )
+    concurrent = model_made_outside_the_task(happyrobot_conn, monkeypatch)  # younger than this try; unclaimed
     result = run_dag(make_dag("hr_claim_window", wait_for_completion=False), {"hr": happyrobot_conn})
     assert result.state == "success" and result.xcom("train")["id"] != concurrent["id"]
     assert len(sandbox.sandbox.state.all("happyrobot")) == 2
