@@ -64,12 +64,12 @@ def main(argv: list[str] | None = None) -> None:
     # SIGTERM before uvicorn takes the signal over still unwinds through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     key_file = register_oci_key(state, args.oci_key_file)
-    sandbox.save()
-    print(f"modelreg sandbox on {url} (admin: {url}/_sandbox/docs)", flush=True)
-    print("Connections that reach it:", flush=True)
-    for conn_id, conn in sandbox_connections(url, key_file).items():
-        print(f"  export AIRFLOW_CONN_{conn_id.upper()}='{json.dumps(conn)}'", flush=True)
-    try:
+    try:  # from here on, a SIGTERM (even while the connections are printed) removes the throw-away key
+        sandbox.save()
+        print(f"modelreg sandbox on {url} (admin: {url}/_sandbox/docs)", flush=True)
+        print("Connections that reach it:", flush=True)
+        for conn_id, conn in sandbox_connections(url, key_file).items():
+            print(f"  export AIRFLOW_CONN_{conn_id.upper()}='{json.dumps(conn)}'", flush=True)
         uvicorn.run(sandbox.app, host=args.host, port=args.port, log_level=args.log_level, lifespan="off")
     finally:
         if not args.oci_key_file:  # the throw-away key of this run: gone when the sandbox stops
