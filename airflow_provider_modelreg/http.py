@@ -213,6 +213,9 @@ class ApiRequest:
     idempotent: bool | None = None
     # OCI answers 404 for a short while after a create (eventual consistency): retry that many 404s.
     not_found_retries: int = 0
+    # The answer's bytes as they came (``ApiResponse.data``), for services that do not answer JSON
+    # (an instance metadata service's PEM files, OKE's base64 token exchange).
+    raw: bool = False
 
     def is_idempotent(self) -> bool:
         if self.idempotent is not None:
@@ -377,9 +380,13 @@ def error_from_exception(service: str, method: str, path: str, exc: httpx.HTTPEr
     )
 
 
-def decode_response(service: str, method: str, path: str, response: httpx.Response) -> ApiResponse:
-    if not response.content:
-        data: Any = None
+def decode_response(
+    service: str, method: str, path: str, response: httpx.Response, *, raw: bool = False
+) -> ApiResponse:
+    if raw:
+        data: Any = response.content
+    elif not response.content:
+        data = None
     else:
         try:
             data = response.json()
@@ -621,7 +628,7 @@ class ServiceClient:
             error, wait = self._decide(req, attempt, started, outcome, request_id)
             if error is None:
                 assert isinstance(outcome, httpx.Response)
-                return decode_response(self.service, req.method, req.path, outcome)
+                return decode_response(self.service, req.method, req.path, outcome, raw=req.raw)
             if wait is None:
                 raise error
             self._sleep(wait)
@@ -643,7 +650,7 @@ class ServiceClient:
             error, wait = self._decide(req, attempt, started, outcome, request_id)
             if error is None:
                 assert isinstance(outcome, httpx.Response)
-                return decode_response(self.service, req.method, req.path, outcome)
+                return decode_response(self.service, req.method, req.path, outcome, raw=req.raw)
             if wait is None:
                 raise error
             await asyncio.sleep(wait)

@@ -133,7 +133,7 @@ class OCISigner(httpx.Auth):
         header value, ``headers`` the request's current headers (any case) and ``body`` its final bytes.
         """
         verb = method.lower()
-        key_id, private_key = self._identity.key_id, self._identity.private_key
+        key_id, private_key = self._identity.pair()
         prefix_generic, prefix_body = self._prefixes(key_id)
         if verb in _BODY_METHODS:
             sign_body = True
@@ -237,6 +237,10 @@ class SigningIdentity:
 
     key_id: str
     private_key: rsa.RSAPrivateKey
+
+    def pair(self) -> tuple[str, rsa.RSAPrivateKey]:
+        """keyId and key read together (an identity that refreshes swaps both at once)."""
+        return self.key_id, self.private_key
 
     def due(self) -> bool:
         return False

@@ -15,7 +15,9 @@ from airflow_provider_modelreg.sandbox.persistence import load_state, save_state
 from airflow_provider_modelreg.sandbox.state import OutcomeRule, SandboxState, public, request_id
 
 # Each module has ``router(state) -> APIRouter`` serving one service at its real paths.
-SERVICE_MODULES = ["happyrobot", "nemo", "oci_vision", "mlflow"]
+# oci_identity (fake IMDS, federation and OKE token exchange) comes before oci_vision, whose catch-all
+# answers unknown paths in OCI's shape.
+SERVICE_MODULES = ["happyrobot", "nemo", "oci_identity", "oci_vision", "mlflow"]
 
 
 class Sandbox:

@@ -103,12 +103,15 @@ def verify_oci_request(
     public_keys: Mapping[str, PublicKeyEntry],
     now: float | None = None,
     max_skew_seconds: float = 300,
+    *,
+    sign_host: bool = True,
 ) -> str:
     """Check one request's OCI signature and return its keyId; raise :class:`SignatureRejected` if bad.
 
     ``raw_path`` is the path and query exactly as received (percent-encoding kept). ``headers`` may be a
     dict or a Starlette/httpx Headers object, in any case. ``public_keys`` maps keyId to a public key or
     to a callable resolving it; a ``"ST$"`` entry serves session-token keyIds not listed by name.
+    ``sign_host=False`` is the federation endpoint's rule: its token requests sign no host header.
     """
     verb = method.lower()
     if verb in _BODY_METHODS:
@@ -117,6 +120,8 @@ def verify_oci_request(
         required = _GENERIC_REQUIRED
     else:
         raise SignatureRejected(f"HTTP method {method!r} cannot be signed")
+    if not sign_host:
+        required = tuple(name for name in required if name != "host")
 
     present = _normalise_headers(headers)
     authorization = present.get("authorization")

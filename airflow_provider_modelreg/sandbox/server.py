@@ -20,11 +20,23 @@ class SandboxServer:
         host: str = "127.0.0.1",
         port: int = 0,
         log_level: str = "critical",
+        *,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ) -> None:
         self.sandbox = sandbox or Sandbox()
+        # With a certificate and key it serves HTTPS (e.g. OKE's proxymux, which is reached over TLS only).
         config = uvicorn.Config(
-            self.sandbox.app, host=host, port=port, log_level=log_level, lifespan="off", access_log=False
+            self.sandbox.app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            lifespan="off",
+            access_log=False,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
         )
+        self.scheme = "https" if ssl_certfile else "http"
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self.host = host
@@ -35,7 +47,7 @@ class SandboxServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self) -> SandboxServer:
         self._thread = threading.Thread(target=self._server.run, name="modelreg-sandbox", daemon=True)

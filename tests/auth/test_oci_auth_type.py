@@ -233,9 +233,3 @@ def test_triggers_build_their_client_off_the_event_loop_and_load_each_key_once(m
     assert len(parsed) == 1, "the key is parsed once for the three clients"
     assert parsed[0] is not loop_thread
     assert len({c.auth.share_key() for c in clients}) == 1
-
-
-@pytest.mark.parametrize("kind", ["instance_principal", "workload_identity"])
-def test_principals_not_supported_yet_are_refused_by_name(kind):
-    with pytest.raises(OCIAuthError, match=f"auth_type '{kind}' is not supported"):
-        credentials_from_fields({"auth_type": kind})
