@@ -105,10 +105,22 @@ OCI_CREDENTIAL_FIELDS: dict[str, dict[str, Any]] = {
     ),
 }
 
+
+def _ui_url(blank: str) -> dict[str, Any]:
+    return _text(
+        "Run page URL",
+        "Where a person reads a run (the tasks' \"MLflow run\" link): the address of a run's page with "
+        "{experiment_id} and {run_id} in place of the ids, or the base URL of an MLflow UI. " + blank,
+    )
+
+
 AIDP_FIELDS: dict[str, dict[str, Any]] = {
     "ai_data_platform_id": _text("AI Data Platform OCID"),
     "workspace_key": _text("Workspace key", "Workspace of the tracking API (experiments and runs)."),
     "dh_user_principal": _text("DH user principal", "Sent as the dh-user-principal header when set."),
+    "ui_url": _ui_url(
+        "Blank: no link (the endpoint serves only the API, and Workbench run pages have no documented address)."
+    ),
 }
 
 CONNECTION_TYPES: list[dict[str, Any]] = [
@@ -164,6 +176,7 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
                 },
                 "description": "none, basic (login and password) or bearer (password is the token).",
             },
+            "ui_url": _ui_url("Blank: the MLflow UI the tracking server serves at its URI."),
             **TRANSPORT_FIELDS,
         },
         "ui-field-behaviour": {

@@ -62,6 +62,16 @@ class DagRunResult:
             session.expunge_all()
             return tis
 
+    def extra_links(self, task_id: str) -> dict[str, str | None]:
+        """The task's extra links as Airflow's REST API renders them for the UI (null: no button)."""
+        from airflow.models.dagbag import DBDagBag
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            task = DBDagBag().get_latest_version_of_dag(self.dag_id, session=session).get_task(task_id)
+            ti = next(t for t in self.dag_run.get_task_instances(session=session) if t.task_id == task_id)
+            return {name: task.get_extra_links(ti, name) or None for name in task.extra_links}
+
     def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         from airflow.models.xcom import XComModel
         from airflow.utils.session import create_session

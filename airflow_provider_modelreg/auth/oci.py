@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -339,13 +340,32 @@ def _file_stamp(path: str) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+_ONE_LINE_PEM = re.compile(rb"^(-----BEGIN [A-Z0-9 ]+-----)(.*?)(-----END [A-Z0-9 ]+-----)$", re.DOTALL)
+
+
 def _normalise_pem(pem: str | bytes) -> bytes:
-    """Accept PEM pasted into a one-line form field, where newlines became literal ``\\n``."""
+    """Accept PEM pasted into a one-line form field: newlines typed as literal ``\\n``, or lost in the
+    paste (Chromium turns each into a space in the Airflow form's key field). ``cryptography`` reads a
+    one-line PKCS#8 key as it is, but not an encrypted traditional key (``Proc-Type``/``DEK-Info`` header
+    lines), so the lines are put back; a paste that dropped the newlines of those headers stays unreadable."""
     data = pem.encode("utf-8") if isinstance(pem, str) else bytes(pem)
     data = data.strip()
     if b"\\n" in data and b"-----BEGIN" in data:
         data = data.replace(b"\\r\\n", b"\n").replace(b"\\n", b"\n")
-    return data.replace(b"\r\n", b"\n")
+    data = data.replace(b"\r\n", b"\n")
+    one_line = _ONE_LINE_PEM.match(data) if b"\n" not in data else None
+    if one_line:
+        begin, body, end = one_line.groups()
+        tokens = body.split()
+        headers = []  # an encrypted traditional key's "Proc-Type: 4,ENCRYPTED" and "DEK-Info: ..." lines
+        while len(tokens) >= 2 and tokens[0].endswith(b":"):
+            headers.append(tokens[0] + b" " + tokens[1])
+            tokens = tokens[2:]
+        base64_body = b"".join(tokens)
+        lines = [begin, *headers, *([b""] if headers else [])]
+        lines += [base64_body[i : i + 64] for i in range(0, len(base64_body), 64)] + [end]
+        data = b"\n".join(lines)
+    return data
 
 
 def load_private_key(

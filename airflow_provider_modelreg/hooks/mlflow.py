@@ -39,6 +39,8 @@ from airflow_provider_modelreg.http import (
     api_path,
 )
 from airflow_provider_modelreg.lifecycle import LifecycleSpec, at
+from airflow_provider_modelreg.links.mlflow import run_url as run_page_url
+from airflow_provider_modelreg.links.mlflow import run_url_template
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -234,10 +236,12 @@ class MlflowHook(ModelRegHook):
         return MLFLOW_API, MLFLOW_API
 
     @classmethod
-    def ui_base_url(cls, conn: Connection, client: ServiceClient) -> str:
-        """Where the MLflow UI lives: extra ``ui_url`` when set, else the tracking URI."""
-        ui_url = split_user_info(str(connection_extras(conn).get("ui_url") or ""))[0]  # links never carry credentials
-        return str(ui_url or client.base_url).rstrip("/")
+    def run_page_template(cls, conn: Connection, client: ServiceClient) -> str | None:
+        """Where a run's page is (links/mlflow.py): extra ``ui_url`` when set, else the MLflow UI the
+        tracking server serves at its URI (``client.base_url`` holds no credentials)."""
+        if conn.conn_type == OCIDataPlatformMlflowHook.conn_type and cls is MlflowHook:
+            return OCIDataPlatformMlflowHook.run_page_template(conn, client)
+        return run_url_template(connection_extras(conn).get("ui_url") or client.base_url)
 
     @cached_property
     def connection(self) -> Connection:
@@ -265,10 +269,14 @@ class MlflowHook(ModelRegHook):
         # The path depends on the connection (OCI platform and workspace), so no class-level probe_request.
         return ApiRequest("GET", f"{self.tracking_api}/experiments/search", params={"max_results": 1})
 
-    def run_url(self, experiment_id: str, run_id: str) -> str:
-        """The run in the MLflow UI."""
-        base = self.ui_base_url(self.connection, self.client)
-        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    @cached_property
+    def run_page(self) -> str | None:
+        """This connection's run-page template (ValueError naming ``ui_url`` when it is malformed)."""
+        return self.run_page_template(self.connection, self.client)
+
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+        """The run's page for a person, or None where none can be built (links/mlflow.py)."""
+        return run_page_url(self.run_page, experiment_id, run_id)
 
     # -- request helpers ---------------------------------------------------------------------------
     def _create_headers(self, retry_token: str | None) -> dict[str, str] | None:
@@ -564,13 +572,11 @@ class OCIDataPlatformMlflowHook(MlflowHook, OCIBaseHook):
         return ApiRequest("GET", f"{self.registry_api}/registered-models/search", params={"max_results": 1})
 
     @classmethod
-    def ui_base_url(cls, conn: Connection, client: ServiceClient) -> str:
-        # The UI path of the AI Data Platform is not documented: the workspace's MLOps root, unless
-        # the connection's extra ``ui_url`` says where the MLflow UI is.
-        if ui := connection_extras(conn).get("ui_url"):
-            return str(ui).rstrip("/")
-        tracking, registry = cls.api_prefixes(conn)
-        return client.base_url + (tracking or registry).removesuffix("/api/2.0/mlflow")
+    def run_page_template(cls, conn: Connection, client: ServiceClient) -> str | None:
+        # The endpoint serves the API only (its root plus MLflow's UI route is a 404), and the Workbench's
+        # run pages have no documented address: a link only where the connection's ``ui_url`` gives one.
+        ui_url = connection_extras(conn).get("ui_url")
+        return run_url_template(ui_url) if ui_url else None
 
 
 def mlflow_hook_class(conn_type: str | None) -> type[MlflowHook]:

@@ -125,7 +125,7 @@ class MlflowCreateRunOperator(CreateAndWaitOperator):
     it, never creating a second one; overlapping tries settle on one run (the loser's is deleted). A retry
     whose param value changed is refused before the earlier run is touched. Returns ``run_id``,
     ``experiment_id``, ``run_name``, ``status``,
-    ``run_url`` and the run's ``info``.
+    ``run_url`` (the run's page, None where there is none: see links/mlflow.py) and the run's ``info``.
 
     :param experiment_name: experiment to log to (created when missing).
     :param run_name: run name (default ``<dag_id>.<task_id>[<map index>].<run_id>``).
@@ -266,6 +266,15 @@ class MlflowCreateRunOperator(CreateAndWaitOperator):
         if not str(self.experiment_name or "").strip():
             raise InvalidRequest("experiment_name: must not be empty; nothing was sent")
         validate_request(CreateExperimentRequest, {"name": self.experiment_name})  # at most 500 characters
+        try:  # the run's link, checked before anything is sent
+            run_page = self.hook.run_page
+        except ValueError as exc:
+            raise InvalidRequest(f"connection {self.conn_id!r}: {exc}; nothing was sent") from None
+        if run_page is None:
+            self.log.info(
+                "The run gets no link: the endpoint serves no run pages; set the connection's ui_url to the "
+                "address of a run's page, with {experiment_id} and {run_id}"
+            )
         return RunPlan(self.experiment_name, run_name, [t.wire() for t in create.tags], log)
 
     # -- create once, log, close -------------------------------------------------------------------

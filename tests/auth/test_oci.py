@@ -416,6 +416,25 @@ def test_load_private_key_inline_with_literal_newlines(rsa_key: rsa.RSAPrivateKe
     assert load_private_key(_pem(rsa_key)).private_numbers() == rsa_key.private_numbers()
 
 
+@pytest.mark.parametrize(
+    ("fmt", "passphrase", "lost_newline"),
+    [
+        (serialization.PrivateFormat.PKCS8, None, " "),  # Chromium's paste into the form's key field
+        (serialization.PrivateFormat.PKCS8, None, ""),  # a paste that drops them
+        (serialization.PrivateFormat.PKCS8, b"pw", " "),
+        (serialization.PrivateFormat.TraditionalOpenSSL, b"pw", " "),  # Proc-Type / DEK-Info header lines
+    ],
+    ids=["pkcs8-spaces", "pkcs8-dropped", "pkcs8-encrypted-spaces", "traditional-encrypted-spaces"],
+)
+def test_load_private_key_pasted_into_a_one_line_field(rsa_key, fmt, passphrase, lost_newline) -> None:
+    encryption = serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    pem = rsa_key.private_bytes(serialization.Encoding.PEM, fmt, encryption).decode()
+    pasted = pem.strip().replace("\n", lost_newline)
+    assert "\n" not in pasted
+    loaded = load_private_key(pasted, passphrase=passphrase.decode() if passphrase else None)
+    assert loaded.private_numbers() == rsa_key.private_numbers()
+
+
 def test_load_private_key_from_path_expands_user(
     rsa_key: rsa.RSAPrivateKey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -240,12 +240,18 @@ def test_plain_mlflow_auth_types():
         MlflowHook.client_from_connection(conn(extra={"auth_type": "bearer"}))
 
 
-def test_plain_mlflow_prefixes_and_run_url():
+def test_plain_mlflow_prefixes_and_run_page():
     c = conn(extra={"ui_url": "https://mlflow.example/"})
     assert MlflowHook.api_prefixes(c) == ("/api/2.0/mlflow", "/api/2.0/mlflow")
     client = MlflowHook.client_from_connection(c)
-    assert MlflowHook.ui_base_url(c, client) == "https://mlflow.example"
-    assert MlflowHook.ui_base_url(conn(), MlflowHook.client_from_connection(conn())) == "http://127.0.0.1:5000"
+    route = "/#/experiments/{experiment_id}/runs/{run_id}"
+    assert MlflowHook.run_page_template(c, client) == "https://mlflow.example" + route
+    assert (
+        MlflowHook.run_page_template(conn(), MlflowHook.client_from_connection(conn()))
+        == "http://127.0.0.1:5000" + route
+    )
+    template = conn(extra={"ui_url": "https://ui.example/r/{run_id}?e={experiment_id}"})
+    assert MlflowHook.run_page_template(template, client) == "https://ui.example/r/{run_id}?e={experiment_id}"
 
 
 def test_mlflow_hook_builds_the_oci_client_for_an_aidp_connection(aidp_conn):

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import json
+import re
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fixtures.mlflow import HOOK_CONN_ID
 
@@ -72,9 +76,7 @@ def test_logs_a_run_from_arguments_templates_and_xcom_and_closes_it_finished(run
     assert result.state == "success"
     out = result.xcom("log_run")
     assert out["status"] == "FINISHED"
-    assert out["run_url"].endswith(f"#/experiments/{out['experiment_id']}/runs/{out['run_id']}")
-    assert result.xcom("log_run", key="mlflow_run")["url"] == out["run_url"]
-    assert result.xcom("log_run", key="_link_MlflowRunLink") == out["run_url"]  # what the UI's button opens
+    assert result.extra_links("log_run") == {"MLflow run": out["run_url"]}  # None for the AI Data Platform
 
     [run] = mlflow_target.runs_of(experiment)
     info, data = run["info"], run["data"]
@@ -93,6 +95,75 @@ def test_logs_a_run_from_arguments_templates_and_xcom_and_closes_it_finished(run
     assert tags["team"] == "vision" and tags["airflow.dag_id"] == "mlflow_log_run"
     assert tags["airflow.task_id"] == "log_run" and len(tags[IDEMPOTENCY_TAG]) == 40
     assert tags["mlflow.runName"] == info["run_name"] == f"mlflow_log_run.log_run.{result.run_id}"
+
+
+def log_run_dag(dag_id: str, experiment: str):
+    return dag_with(
+        dag_id,
+        lambda: MlflowCreateRunOperator(task_id="log_run", conn_id=CONN, experiment_name=experiment, metrics={"m": 1}),
+    )
+
+
+@pytest.mark.mlflow_server
+def test_the_run_link_opens_the_runs_page_on_the_mlflow_servers_ui(run_dag, mlflow_server):
+    """The link Airflow's UI shows is the tracking server's MLflow UI route of the run: the server serves
+    that page (a single-page app: the part after ``#`` is the browser's) and the run's REST API there
+    names the same run and experiment. Credentials in the tracking URI are basic auth, never in the link."""
+    experiment = f"link-{uuid.uuid4().hex[:8]}"
+    conn = {"conn_type": "mlflow", "host": mlflow_server.url.replace("://", "://alice:pw-in-uri@")}
+    result = run_dag(log_run_dag("mlflow_run_link", experiment), {CONN: conn})
+    assert result.state == "success"
+    out = result.xcom("log_run")
+    link = result.extra_links("log_run")["MLflow run"]
+    assert link == f"{mlflow_server.url}/#/experiments/{out['experiment_id']}/runs/{out['run_id']}"
+    assert "alice" not in link and "pw-in-uri" not in link
+    page_url, _, route = link.partition("#")
+    page = httpx.get(page_url, timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<title>MLflow</title>" in page.text and 'id="root"' in page.text  # MLflow's React UI
+    _, experiment_id, _, run_id = route.strip("/").split("/")
+    api = httpx.get(f"{page_url.rstrip('/')}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=10)
+    assert api.json()["run"]["info"]["experiment_id"] == experiment_id
+
+
+def test_an_ai_data_platform_run_has_no_link_unless_ui_url_says_where_run_pages_are(run_dag, aidp_target):
+    """The endpoint serves the API only (its root plus MLflow's route is a 404): no link without
+    ``ui_url``; with a template the link is the template with the run's ids, and holds no key."""
+    experiment = aidp_target.unique("link")
+    result = run_dag(log_run_dag("aidp_run_link_none", experiment), {CONN: aidp_target.conn})
+    assert result.state == "success"
+    assert result.xcom("log_run")["run_url"] is None
+    assert result.extra_links("log_run") == {"MLflow run": None}  # Airflow's UI shows no button
+
+    template = "https://aidp.example.com/workspaces/ws/experiments/{experiment_id}/runs/{run_id}?tab=overview"
+    conn = aidp_target.conn | {"extra": aidp_target.conn["extra"] | {"ui_url": template}}
+    result = run_dag(log_run_dag("aidp_run_link_template", experiment), {CONN: conn})
+    out = result.xcom("log_run")
+    link = result.extra_links("log_run")["MLflow run"]
+    assert link == template.format(experiment_id=out["experiment_id"], run_id=out["run_id"]) == out["run_url"]
+    secret_values = [v for k, v in conn["extra"].items() if k in {"private_key", "passphrase", "key_file"}]
+    assert secret_values and not any(str(v) in link for v in secret_values)
+
+
+@pytest.mark.parametrize(
+    ("ui_url", "rule"),
+    [
+        ("https://ui.example/{experiment_id}", "a template must contain {run_id}"),
+        ("https://ui.example/{run}", "unknown placeholder"),
+        ("https://bob:pw@ui.example/{run_id}", "must not hold credentials"),
+        ("ui.example/{run_id}", "must be an http(s) URL"),
+    ],
+)
+def test_a_malformed_ui_url_fails_the_task_before_anything_is_sent(run_dag, aidp_target, ui_url, rule, monkeypatch):
+    experiment = aidp_target.unique("badlink")
+    conn = aidp_target.conn | {"extra": aidp_target.conn["extra"] | {"ui_url": ui_url}}
+    result = run_dag(log_run_dag("aidp_bad_ui_url", experiment), {CONN: conn})
+    assert result.state == "failed"
+    assert aidp_target.hook().get_experiment_by_name(experiment) is None  # not even the experiment was made
+    monkeypatch.setenv(f"AIRFLOW_CONN_{HOOK_CONN_ID.upper()}", json.dumps(conn))
+    with pytest.raises(ValueError, match=re.escape(f"ui_url: {rule}")) as refused:
+        _ = aidp_target.hook().run_page  # what the task's build_request reads
+    assert "pw" not in str(refused.value)
 
 
 def test_all_numeric_xcom_entries_are_logged_when_no_keys_are_given(run_dag, mlflow_target):
