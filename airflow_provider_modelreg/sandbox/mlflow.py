@@ -799,7 +799,9 @@ def create_registered_model(call: Call) -> dict[str, Any]:
                 "last_updated_timestamp": now,
                 "description": description or "",
                 "tags": tags,
-                "user_id": call.principal(),
+                # Oracle's MLOpsClient models no user_id on a registered model (open-source MLflow does):
+                # tests/sandbox/test_aidp_conformance.py checks every answer against its models.
+                **({} if call.flavour.signed else {"user_id": call.principal()}),
                 "_scope": call.registry_scope,
                 "_aliases": {},
             },

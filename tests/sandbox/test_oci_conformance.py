@@ -1,6 +1,6 @@
 """The sandbox's OCI Vision as Oracle's own client sees it: the ``oci`` SDK's ``AIServiceVisionClient``
 drives create, read, update, list with paging and sorting, work requests, waits and delete, and every
-answer's JSON keys are exactly the ones the SDK model reads (none dropped, none unknown)."""
+answer's JSON keys are ones the SDK model reads (none dropped) and carry every key it marks required."""
 
 from __future__ import annotations
 
@@ -57,6 +57,13 @@ def assert_keys_match(payload: dict[str, Any], model_cls: type, path: str = "") 
     known = set(instance.attribute_map.values())
     unknown = set(payload) - known
     assert not unknown, f"{path or model_cls.__name__}: keys the SDK drops: {sorted(unknown)}"
+    # And none the model marks required is missing (the SDK's docstrings say "[Required]").
+    lacking = [
+        key
+        for attr, key in instance.attribute_map.items()
+        if "[Required]" in (getattr(model_cls, attr).__doc__ or "") and payload.get(key) is None
+    ]
+    assert not lacking, f"{path or model_cls.__name__}: required keys our answer lacks: {lacking}"
     for attr, key in instance.attribute_map.items():
         kind = instance.swagger_types[attr]
         value = payload.get(key)
