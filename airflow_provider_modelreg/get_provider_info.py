@@ -103,6 +103,22 @@ OCI_CREDENTIAL_FIELDS: dict[str, dict[str, Any]] = {
     "security_token_file": _text(
         "Session token file", "Sign with a session token (keyId ST$<token>) instead of an API key."
     ),
+    # Where the principals find their token services (blank: where the platform puts them, as the oci SDK).
+    "metadata_base_url": _text(
+        "Instance metadata URL",
+        "instance_principal: blank means OCI_METADATA_BASE_URL, else http://169.254.169.254/opc/v2.",
+    ),
+    "federation_endpoint": _text(
+        "Federation endpoint", "instance_principal: blank means https://auth.<region>.<realm domain>/v1/x509."
+    ),
+    "service_account_token_file": _text(
+        "Service account token file",
+        "workload_identity: blank means /var/run/secrets/kubernetes.io/serviceaccount/token.",
+    ),
+    "proxymux_endpoint": _text(
+        "OKE token exchange URL",
+        "workload_identity: blank means https://$KUBERNETES_SERVICE_HOST:12250/resourcePrincipalSessionTokens.",
+    ),
 }
 
 

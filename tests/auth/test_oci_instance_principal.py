@@ -276,3 +276,18 @@ def test_a_deferred_training_task_on_an_instance_principal_keeps_its_token_out_o
     for where, text in places.items():
         assert not [t for t in tokens if t in text], where
     assert "ocid1.aivisionmodel." in places["trigger"]  # the kwargs were captured: the check can fail
+
+
+def test_a_metadata_service_failing_on_the_certificates_is_retried_then_named(sandbox, instance_principal_fields):
+    from airflow_provider_modelreg.sandbox.faults import FaultRule
+
+    # One 503 is retried as the SDK retries the metadata service; answers that keep failing end in a clear error.
+    sandbox.sandbox.faults.rules.append(FaultRule(path="/opc/v2/identity/cert.pem", status=503, count=1))
+    fields = instance_principal_fields | {"retry_max_attempts": 2}
+    assert credentials_from_fields(fields).tenancy == TENANCY
+    oci_principals.forget_principals()
+    sandbox.sandbox.faults.rules.append(FaultRule(path="/opc/v2/identity/cert.pem", status=503, count=None))
+    with pytest.raises(
+        OCIAuthError, match=r"could not read the instance's certificates .*identity/cert\.pem.*HTTP 503"
+    ):
+        credentials_from_fields(fields)
