@@ -629,6 +629,10 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.cycles)
     ]
     state = server.sandbox.state
+    from airflow_provider_modelreg.sandbox.nemo import add_fileset
+
+    for cycle in cycles:  # each NeMo cycle's checkpoint is uploaded (a missing fileset is the platform's 400)
+        add_fileset(state, f"{NEMO_WORKSPACE}/checkpoint-{cycle.index}")
 
     def exists(cycle: Cycle) -> bool:
         return bool(resources_by_identity(state)[cycle.kind].get(identity_key(cycle.kind, cycle.index, run_id)))

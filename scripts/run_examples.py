@@ -265,6 +265,10 @@ def main() -> int:
             f"{sandbox}/_sandbox/settings",
             {"oci_public_keys": {f"{OCI_TENANCY}/{OCI_USER}/{OCI_FINGERPRINT}": public_pem}},
         )
+        # The NeMo examples' checkpoints, uploaded through the Files API as a user would before registering a
+        # model (the platform answers 400 to a model naming a fileset that does not exist).
+        for fileset in ("support-bot-sft-checkpoint", "support-llm-lora-checkpoints"):
+            post_json(f"{sandbox}/apis/files/v2/workspaces/default/filesets", {"name": fileset, "purpose": "model"})
 
         mlflow = None
         mlflow_bin = Path(os.environ.get("MODELREG_MLFLOW_BIN", ROOT / ".venv-mlflow" / "bin" / "mlflow"))

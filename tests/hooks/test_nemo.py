@@ -114,13 +114,13 @@ def test_a_raw_body_the_server_refuses_names_every_field(nemo_hook):
         assert path in message
 
 
-def test_a_malformed_fileset_is_a_400_with_the_detail(nemo_hook):
+def test_a_fileset_that_does_not_exist_is_a_400_with_the_platforms_detail(nemo_hook):
     with pytest.raises(ServiceError) as caught:
         nemo_hook.request(
-            ApiRequest("POST", models_path("ws"), json={"name": "mx", "fileset": "ws/X"}, idempotent=False)
+            ApiRequest("POST", models_path("ws"), json={"name": "mx", "fileset": "ws/nowhere"}, idempotent=False)
         )
     assert caught.value.status == 400
-    assert "Invalid fileset 'ws/X'" in caught.value.message
+    assert "Fileset 'ws/nowhere' not found in workspace 'ws'" in caught.value.message
 
 
 def test_a_missing_entity_is_a_404_for_get_and_none_for_find(nemo_hook):

@@ -163,6 +163,17 @@ def test_a_409_for_the_entity_this_task_created_returns_it(run_dag, sandbox, nem
     assert len(nemo_sent("POST")) == 2
 
 
+def test_a_fileset_that_does_not_exist_fails_the_task_at_once_with_the_platforms_message(
+    run_dag, sandbox, nemo_conn, nemo_sent, capfd
+):
+    """The platform answers 400 for a missing fileset; no retry would make it exist."""
+    result = run_dag(make_dag("nemo_no_fileset", fileset="default/never-uploaded", retries=2), {CONN: nemo_conn})
+    assert result.state == "failed" and result.try_number("register") == 1
+    assert len(nemo_sent("POST")) == 1
+    assert "HTTP 400: Fileset 'default/never-uploaded' not found in workspace 'default'" in capfd.readouterr().out
+    assert "nemo" not in sandbox.sandbox.state.resources
+
+
 def test_a_409_for_a_different_entity_fails_the_task(run_dag, sandbox, nemo_conn, nemo_hook, nemo_sent):
     from airflow_provider_modelreg.models.nemo import CreateModelEntity
 
