@@ -113,7 +113,9 @@ MODEL_SPEC_LIFECYCLE = LifecycleSpec(
     watch=watch_spec_job,
     watch_failure=spec_job_failure,
     in_progress=frozenset({AWAITING_SPEC, AWAITING_FILESET}),
-    # Every entity of the workspace (the list cannot filter on a null spec), 1000 a page.
+    # Every entity of the workspace (the list cannot filter on a null spec), 1000 a page: the most the platform
+    # serves. Its models route passes page_size to the entity store, which takes 1..1000 and answers more with
+    # an error the route turns into a 500 (nemo-platform 0.6.0 / nemo-helix 0.8.1 server code).
     list_read=ListRead(
         group=lambda ref, _entity: (str(ref["workspace"]),),
         request=lambda g: ApiRequest("GET", models_path(g[0]), params={"page": 1, "page_size": 1000}),
