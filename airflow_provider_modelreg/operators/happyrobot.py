@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_modelreg import task_state
 from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, AmbiguousModel, HappyRobotHook
 from airflow_provider_modelreg.http import ServiceError
-from airflow_provider_modelreg.idempotency import create_once, idempotency_key
+from airflow_provider_modelreg.idempotency import create_once
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
 from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
@@ -19,50 +21,11 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 SERVICE = "happyrobot"
+# What a task instance records for itself in task_state (Airflow 3.3's task state store, 3.2's Variables):
+# the model its create answered with, and when its first try began. Claims are read under SERVICE, where the
+# create operators' shared flow claims the model id of every ref it records.
 MODEL_ID = "happyrobot_model_id"
 FIRST_TRY = "first_try_started"
-
-
-class _Claims:
-    """Where a task instance records the model it created, durably, the moment the create answers.
-
-    ``airflow_provider_modelreg.task_state`` (Airflow 3.3's task state, with a fallback that survives a
-    retry on 3.2) when the package has it; until then Airflow Variables keyed by the task instance's
-    idempotency key, and one per claimed model id, which survive retries and clears on both versions.
-    """
-
-    def __init__(self, context: Context) -> None:
-        self.context = context
-        self.key = idempotency_key(context)
-        try:
-            from airflow_provider_modelreg import task_state  # type: ignore[attr-defined]
-        except ImportError:
-            task_state = None
-        self.task_state = task_state
-
-    def recall(self, name: str) -> str | None:
-        if self.task_state is not None:
-            return self.task_state.recall(self.context, name)
-        from airflow.sdk import Variable
-
-        return Variable.get(f"modelreg.{self.key}.{name}", default=None)
-
-    def remember(self, name: str, value: str) -> None:
-        if self.task_state is not None:
-            self.task_state.remember(self.context, name, value)
-            return
-        from airflow.sdk import Variable
-
-        Variable.set(f"modelreg.{self.key}.{name}", value)
-        if name == MODEL_ID:
-            Variable.set(f"modelreg.claim.{SERVICE}.{value}", self.key)
-
-    def is_claimed(self, model_id: str) -> bool:
-        if self.task_state is not None:
-            return bool(self.task_state.is_claimed(SERVICE, model_id))
-        from airflow.sdk import Variable
-
-        return Variable.get(f"modelreg.claim.{SERVICE}.{model_id}", default=None) is not None
 
 
 class HappyRobotCreateModelOperator(CreateAndWaitOperator):
@@ -134,8 +97,7 @@ class HappyRobotCreateModelOperator(CreateAndWaitOperator):
 
     def create(self, context: Context, request: CreateModelRequest) -> dict[str, Any]:
         hook: HappyRobotHook = self.hook  # type: ignore[assignment]
-        claims = _Claims(context)
-        if recorded := claims.recall(MODEL_ID):
+        if recorded := task_state.recall(context, MODEL_ID):
             try:
                 model = hook.get_model(recorded)
             except ServiceError as exc:
@@ -145,31 +107,31 @@ class HappyRobotCreateModelOperator(CreateAndWaitOperator):
             else:
                 self.log.info("Reusing HappyRobot model %s, recorded by an earlier try", recorded)
                 return model
-        first_try = claims.recall(FIRST_TRY)
+        first_try = task_state.recall(context, FIRST_TRY)
         # A task instance that never sent a create has no model of its own to find. Looking anyway would
         # see another task's model in the moment between its create and its claim (a backfill's concurrent
         # map indexes share name, use case and source) and adopt it: only look after a create was sent.
         sent = {"create": first_try is not None}
         if first_try is None:
             first_try = datetime.now(timezone.utc).isoformat()
-            claims.remember(FIRST_TRY, first_try)
+            task_state.remember(context, FIRST_TRY, first_try)
         since = datetime.fromisoformat(first_try)
 
         def find() -> dict[str, Any] | None:
             if not sent["create"]:
                 return None
             try:
-                found = hook.find_model(request, since, claims.is_claimed)
+                found = hook.find_model(request, since, partial(task_state.is_claimed, SERVICE))
             except AmbiguousModel as exc:
                 raise AirflowFailException(str(exc)) from None
             if found is not None:
-                claims.remember(MODEL_ID, found["id"])
+                task_state.remember(context, MODEL_ID, found["id"])
             return found
 
         def create() -> dict[str, Any]:
             sent["create"] = True
             model = hook.create_model(request)
-            claims.remember(MODEL_ID, model["id"])  # before anything else can fail
+            task_state.remember(context, MODEL_ID, model["id"])  # before anything else can fail
             return model
 
         model, created = create_once(find=find, create=create, retry=hook.client.retry, logger=self.log)
