@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import threading
 import time
 
 import pytest
@@ -30,14 +31,27 @@ def make_dag(dag_id: str, **sensor_kwargs):
 
 
 def test_waits_for_the_spec_sync_and_deferred_with_the_same_xcom(run_dag, nemo_hook, nemo_conn, sandbox, trigger_runs):
-    # Long enough that the spec is still missing at the first poke, so the deferrable sensor defers.
-    sandbox.sandbox.state.lifecycle_seconds["nemo"] = 3.0
+    state = sandbox.sandbox.state
+    state.lifecycle_seconds["nemo"] = 1.0
     nemo_hook.create_model("team-a", CreateModelEntity(name="sync-bot", fileset="team-a/ckpt"))
     sync = run_dag(make_dag("nemo_sensor_sync", name="sync-bot", workspace="team-a"), {CONN: nemo_conn})
+    # The spec analysis runs until the trigger polls, however slowly the run gets there (a loaded machine, or
+    # Airflow 3.2's slower dag.test, reached the first poke after a fixed delay and never deferred).
+    state.lifecycle_seconds["nemo"] = 3600
     nemo_hook.create_model("team-a", CreateModelEntity(name="deferred-bot", fileset="team-a/ckpt"))
+
+    def end_the_analysis_once_deferred() -> None:
+        deadline = time.monotonic() + 120
+        while not trigger_runs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        state.lifecycle_seconds["nemo"] = 0
+
+    ender = threading.Thread(target=end_the_analysis_once_deferred, daemon=True)
+    ender.start()
     deferred = run_dag(
         make_dag("nemo_sensor_deferred", name="deferred-bot", workspace="team-a", deferrable=True), {CONN: nemo_conn}
     )
+    ender.join(timeout=5)
 
     assert (sync.state, deferred.state) == ("success", "success")
     assert trigger_runs == [{"workspace": "team-a", "name": "deferred-bot"}]
