@@ -100,6 +100,7 @@ class ProductionStack:
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # REST connections/test (the connection form's test)
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
                 "AIRFLOW__CORE__PARALLELISM": "64",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,

@@ -7,6 +7,7 @@ platform team tries before adopting the provider.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -41,7 +42,8 @@ def stack(
     workdir = tmp_path_factory.mktemp("production")
     dags = workdir / "dags"
     shutil.copytree(ROOT / "dags_examples", dags, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(Path(__file__).parent / "dags" / "production_waits.py", dags)
+    for dag_file in (Path(__file__).parent / "dags").glob("*.py"):
+        shutil.copy(dag_file, dags)
     with ProductionStack(workdir, connections, dags) as running:
         yield running
 
@@ -207,3 +209,110 @@ def test_waits_ride_out_sixty_seconds_of_503(stack: ProductionStack, services: A
     assert set(states.values()) == {"success"}, {
         run: [(t["task_id"], t["state"], t["try_number"]) for t in stack.task_instances(*run)] for run in runs
     }
+
+
+# -- the connection form in a real browser (Debian's Chromium, driven from .venv-prod's selenium) ------------
+BROWSER_DRIVER = Path(__file__).parent / "connection_form.py"
+STANDARD_FIELDS = ("host", "schema", "login", "password", "port")
+
+
+def in_browser(stack: ProductionStack, plan: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Run tests/e2e/connection_form.py in .venv-prod against the stack's API server: what a person saw."""
+    if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
+        pytest.fail("Debian's chromium and chromium-driver are not installed (./dev setup installs them)")
+    folder.mkdir(parents=True, exist_ok=True)
+    every_screenshot = bool(os.environ.get("MODELREG_SCREENSHOTS"))  # else only the saves, edits and pages
+    plan = {"base": stack.base, "screenshots": str(folder), "every_screenshot": every_screenshot, **plan}
+    (folder / "plan.json").write_text(json.dumps(plan))
+    python = ROOT / ".venv-prod" / "bin" / "python"
+    done = subprocess.run(
+        [str(python), str(BROWSER_DRIVER), str(folder / "plan.json")], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout)
+    print(f"browser: {seen['seconds']} s, screenshots in {folder}\n{done.stderr}")
+    assert "error" not in seen, f"{seen['error']} (screenshots in {folder})"
+    return seen
+
+
+def screenshots(tmp_path: Path) -> Path:
+    """Where the browser's screenshots go: ``MODELREG_SCREENSHOTS`` to keep them, else the test's tmp_path."""
+    return Path(os.environ.get("MODELREG_SCREENSHOTS") or tmp_path)
+
+
+def test_the_connection_form_in_a_real_browser(stack: ProductionStack, services: Any, tmp_path: Path):
+    """Each connection type of the provider shows its declared fields in Airflow's form, secrets masked; an
+    OCI API-key connection typed into the form (auth_type chosen, every other field at the form's default,
+    the key pasted) works: through REST connections/test (the UI's Test button sends port 0 in 3.3.2) and
+    in a DAG whose deferred wait reads it. The MLflow run link of an example DAG opens the run in the UI."""
+    from airflow_provider_modelreg.get_provider_info import CONNECTION_TYPES
+
+    mlflow_run = ("mlflow_log_and_register", stack.trigger("mlflow_log_and_register"))  # runs meanwhile
+    sandbox_oci = stack.connections["oci_default"]
+    pem = Path(sandbox_oci["extra"]["key_file"]).read_text()
+    typed = {k: sandbox_oci["extra"][k] for k in ("tenancy", "user", "fingerprint", "region")}
+    seen = in_browser(
+        stack,
+        {
+            "inspect": [d["hook-name"] for d in CONNECTION_TYPES],
+            "save": {
+                "conn_id": "oci_from_form",
+                "label": "Oracle Cloud Infrastructure",
+                "standard": {"host": sandbox_oci["host"]},
+                "choose": {"auth_type": "api_key"},
+                "extra": typed,
+                "paste": {"private_key": pem},
+            },
+        },
+        screenshots(tmp_path) / "form",
+    )
+
+    for definition in CONNECTION_TYPES:
+        fields = {f["name"]: f for f in seen["forms"][definition["hook-name"]]}
+        behaviour = definition["ui-field-behaviour"]
+        declared = {f"element_{name}": spec for name, spec in definition["conn-fields"].items()}
+        standard = {n for n in STANDARD_FIELDS if n not in behaviour["hidden-fields"]}
+        assert set(fields) == {"connection_id", "description", *standard, *declared}, definition["connection-type"]
+        assert all(f["shown"] for f in fields.values()), definition["connection-type"]
+        for name, spec in declared.items():
+            assert fields[name]["label"] == spec["label"]
+            secret = spec["schema"].get("format") == "password"
+            assert (fields[name]["type"] == "password") == secret, name  # masked exactly when secret
+        for name, label in behaviour.get("relabeling", {}).items():
+            assert fields[name]["label"] == label
+        if "password" in standard:
+            assert fields["password"]["type"] == "password"
+
+    saved = seen["save"]
+    assert saved["closed"] and "Connection has been successfully created" in saved["page_text"]
+    edit = {f["name"]: f for f in seen["edit"]["fields"]}
+    assert edit["element_private_key"]["type"] == "password" and edit["element_private_key"]["value"] == "***"
+    body_line = pem.splitlines()[1]
+    assert body_line not in seen["edit"]["page_source"]  # the key never reaches the page again
+
+    stored = stack.api("GET", "/api/v2/connections/oci_from_form")
+    extra = json.loads(stored["extra"])
+    assert stored["conn_type"] == "oci_vision" and extra["auth_type"] == "api_key"
+    assert extra["profile"] == "DEFAULT" and extra["private_key"] == "***"  # the form's default, kept
+    # The form's own values, as the UI's Test button would send them (less its port 0).
+    tested = stack.api("POST", "/api/v2/connections/test", stored)
+    assert tested["status"] is True, tested
+
+    run = ("prod_form_connection", stack.trigger("prod_form_connection"))
+    assert stack.wait_for_runs([run, mlflow_run], 300) == {run: "success", mlflow_run: "success"}
+    trained = [
+        m for m in services.state.all("oci_vision") if m.get("displayName") == "trained-through-the-form-connection"
+    ]
+    assert len(trained) == 1  # one model, through the connection saved in the form
+    assert trigger_logs(stack, *run), "the wait did not run in a triggerer"
+
+    # The MLflow run link Airflow's UI shows, opened in the browser: MLflow's UI renders that run.
+    links = stack.api("GET", f"/api/v2/dags/{mlflow_run[0]}/dagRuns/{mlflow_run[1]}/taskInstances/log_run/links")
+    link = links["extra_links"]["MLflow run"]
+    mlflow_url = stack.connections["mlflow_default"]["host"]
+    assert link.startswith(f"{mlflow_url}/#/experiments/")
+    run_id = link.rsplit("/", 1)[1]
+    page = in_browser(
+        stack, {"open": {"mlflow_run": link}, "open_wait_for": {"mlflow_run": run_id}}, screenshots(tmp_path) / "link"
+    )
+    assert run_id in page["pages"]["mlflow_run"]["text"], page["pages"]["mlflow_run"]["text"][:2000]
