@@ -17,13 +17,26 @@ from airflow_provider_modelreg.http import RetryPolicy, ServiceError
 T = TypeVar("T")
 
 
+# Set in a task's context when the user asked to create anew after the recorded resource failed
+# (``on_failed_resource="recreate"``): the n-th new resource of one task instance gets its own key.
+GENERATION = "modelreg_create_generation"
+
+
+def generation(context: Mapping[str, Any]) -> int:
+    """How many times this try's task instance has been asked to create anew (0: never)."""
+    return int(context.get(GENERATION) or 0)
+
+
 def idempotency_key(context: Mapping[str, Any]) -> str:
     """A 40-character hex key (fits OCI's 64-character retry token and MLflow's tag values)."""
     ti = context["ti"]
     map_index = getattr(ti, "map_index", -1)
     if map_index is None:
         map_index = -1
-    raw = "\x1f".join([ti.dag_id, ti.task_id, ti.run_id, str(map_index)])
+    parts = [ti.dag_id, ti.task_id, ti.run_id, str(map_index)]
+    if created_anew := generation(context):
+        parts.append(f"generation {created_anew}")
+    raw = "\x1f".join(parts)
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:40]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,24 @@ def first_of(*paths: str) -> Callable[[Any], str | None]:
 
 
 @dataclass(frozen=True)
+class CancelSpec:
+    """How to stop one kind of resource's remote work, declared once per service.
+
+    ``request(ref, resource, found)`` gives the cancel call for a resource still in progress (None: nothing
+    to cancel); ``find(ref, resource)`` is an extra read whose answer (``found``) the cancel needs (NeMo:
+    the job list that names the spec-analysis job). A service without any cancel gives ``unavailable``:
+    why, for the log. ``already_done`` are HTTP statuses that mean the work has ended anyway.
+    """
+
+    request: Callable[[Mapping[str, Any], Any, Any], ApiRequest | None] | None = None
+    find: Callable[[Mapping[str, Any], Any], ApiRequest | None] | None = None
+    unavailable: str | None = None
+    already_done: frozenset[int] = frozenset({404, 409})
+    # What the cancel does, for the log ("marks the run KILLED").
+    effect: str = "cancelled"
+
+
+@dataclass(frozen=True)
 class LifecycleSpec:
     """How to wait for one kind of resource. ``key`` is its own import path ("module:ATTRIBUTE")."""
 
@@ -84,6 +103,9 @@ class LifecycleSpec:
     # gives (state, reason) when it shows a failure (NeMo: the spec-analysis job on the jobs API).
     watch: Callable[[Mapping[str, Any], Any], ApiRequest | None] | None = None
     watch_failure: Callable[[Mapping[str, Any], Any], tuple[str, str] | None] = field(default=lambda _ref, _data: None)
+    # How to stop the remote work of a resource still in progress (cancellation.py runs it), or why the
+    # service offers no way to; None: nothing declared (said so in the log).
+    cancel: CancelSpec | None = None
 
     def describe(self, ref: Mapping[str, Any]) -> str:
         return f"{self.noun} " + ", ".join(f"{k}={v}" for k, v in ref.items())
@@ -225,6 +247,15 @@ class LifecycleTrigger(BaseTrigger):
 
     Every argument is a primitive: the spec's import path, a connection id, the resource reference, the
     poll interval and an absolute deadline (epoch seconds), so a triggerer restart resumes the same wait.
+
+    ``cancel_on_kill`` (create operators only: the task owns the resource): when the wait times out, or
+    Airflow 3.3 calls :meth:`on_kill` because the task was marked failed, the remote work is stopped
+    through the spec's cancel (:mod:`airflow_provider_modelreg.cancellation`). A trigger that only moves to
+    another triggerer cancels nothing.
+
+    Started from the triggerer (a sensor's ``start_from_trigger``): ``ref_fields`` name the extra keyword
+    arguments that make the ref, the sensor's template fields of the same names, which the triggerer
+    renders before :meth:`run`; ``end_time`` is then None and Airflow's trigger timeout ends the wait.
     """
 
     def __init__(
@@ -232,38 +263,85 @@ class LifecycleTrigger(BaseTrigger):
         *,
         spec: str,
         conn_id: str,
-        ref: dict[str, Any],
+        ref: dict[str, Any] | None = None,
         poll_interval: float,
-        end_time: float,
+        end_time: float | None,
+        cancel_on_kill: bool = False,
+        ref_fields: list[str] | tuple[str, ...] = (),
+        **fields: Any,
     ) -> None:
         super().__init__()
         self.spec = spec
         self.conn_id = conn_id
-        self.ref = dict(ref)
+        self.ref = dict(ref or {})
         self.poll_interval = float(poll_interval)
-        self.end_time = float(end_time)
+        self.end_time = None if end_time is None else float(end_time)
+        self.cancel_on_kill = bool(cancel_on_kill)
+        self.ref_fields = list(ref_fields)
+        unknown = set(fields) - set(self.ref_fields)
+        if unknown:
+            raise TypeError(f"LifecycleTrigger got unexpected arguments {sorted(unknown)} (not in ref_fields)")
+        for name in self.ref_fields:
+            setattr(self, name, fields.get(name))
         self._client: ServiceClient | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "spec": self.spec,
-                "conn_id": self.conn_id,
-                "ref": self.ref,
-                "poll_interval": self.poll_interval,
-                "end_time": self.end_time,
-            },
-        )
+        kwargs: dict[str, Any] = {
+            "spec": self.spec,
+            "conn_id": self.conn_id,
+            "ref": self.ref,
+            "poll_interval": self.poll_interval,
+            "end_time": self.end_time,
+        }
+        if self.cancel_on_kill:
+            kwargs["cancel_on_kill"] = True
+        if self.ref_fields:
+            kwargs["ref_fields"] = list(self.ref_fields)
+            kwargs.update({name: getattr(self, name) for name in self.ref_fields})
+        return (f"{type(self).__module__}.{type(self).__qualname__}", kwargs)
+
+    def resource_ref(self) -> dict[str, Any]:
+        """The ref: given whole, or (started from the triggerer) made of the rendered ref fields."""
+        if self.ref:
+            return self.ref
+        return {name: str(getattr(self, name)) for name in self.ref_fields if getattr(self, name) not in (None, "")}
+
+    async def _aclient(self, spec: LifecycleSpec) -> ServiceClient:
+        # One client (one connection pool) for the whole wait; closed in cleanup().
+        if self._client is None:
+            self._client = await spec.hook_class().aclient_for(self.conn_id)
+        return self._client
+
+    async def _cancel(self, spec: LifecycleSpec, ref: Mapping[str, Any], why: str) -> None:
+        from airflow_provider_modelreg.cancellation import cancel_async
+
+        try:
+            client = await self._aclient(spec)
+        except Exception as exc:  # best effort: no client means no cancel, said so
+            self.log.warning("Could not cancel %s (%s): %s", spec.describe(ref), why, type(exc).__name__)
+            return
+        await cancel_async(client, spec, ref, why=why, logger=self.log)
+
+    async def on_kill(self) -> None:
+        """Airflow 3.3: the triggerer calls this when a user acted on the deferred task (and, until
+        apache/airflow#73454 lands, also when the trigger was handed to another triggerer). The task
+        instance's state tells which: only a task marked failed cancels (cancellation.cancel_reason)."""
+        if not self.cancel_on_kill:
+            return
+        from airflow_provider_modelreg.cancellation import acancel_reason
+
+        why = await acancel_reason(self.task_instance, self.log)
+        if why is not None:
+            spec = resolve_spec(self.spec)
+            await self._cancel(spec, self.resource_ref(), why)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         spec = resolve_spec(self.spec)
-        waiter = Waiter(spec, self.ref, self.log)
+        ref = self.resource_ref()
+        waiter = Waiter(spec, ref, self.log)
+        end_time = math.inf if self.end_time is None else self.end_time
         try:
-            # One client (one connection pool) for the whole wait; closed in cleanup().
-            if self._client is None:
-                self._client = await spec.hook_class().aclient_for(self.conn_id)
-            client = self._client
+            client = await self._aclient(spec)
             seen: Any = None
             while True:
                 # One list serves every wait of its group where the spec says how (coalesce.py).
@@ -271,20 +349,18 @@ class LifecycleTrigger(BaseTrigger):
                     data = await coalesce.aread(
                         client,
                         spec,
-                        self.ref,
+                        ref,
                         previous=seen,
                         poll_interval=self.poll_interval,
-                        final=time.time() >= self.end_time,
+                        final=time.time() >= end_time,
                     )
                 except ServiceError as exc:
                     # A transient error outlasting the per-request retries is ridden out until the deadline.
-                    left = self.end_time - time.time()
+                    left = end_time - time.time()
                     if not exc.retryable or left <= 0:
                         raise
                     pause = min(self.poll_interval, max(left, 0.01))
-                    self.log.warning(
-                        "%s could not be read (%s); next check in %.1fs", spec.describe(self.ref), exc, pause
-                    )
+                    self.log.warning("%s could not be read (%s); next check in %.1fs", spec.describe(ref), exc, pause)
                     await asyncio.sleep(pause)
                     continue
                 obs = waiter.evaluate(data)
@@ -292,13 +368,13 @@ class LifecycleTrigger(BaseTrigger):
                 if watch := waiter.watch_request(obs):
                     obs = waiter.watched(obs, (await client.arequest(watch)).data)
                 if obs.outcome != "waiting":
-                    self.log.info("%s reached %s; resuming the task", spec.describe(self.ref), obs.state)
+                    self.log.info("%s reached %s; resuming the task", spec.describe(ref), obs.state)
                 if obs.outcome == "success":
-                    yield TriggerEvent({"status": "success", "state": obs.state, "ref": self.ref})
+                    yield TriggerEvent({"status": "success", "state": obs.state, "ref": ref})
                     return
                 if obs.outcome == "failure":
                     details = None
-                    if spec.failure_details and (extra := spec.failure_details(self.ref, obs.resource)):
+                    if spec.failure_details and (extra := spec.failure_details(ref, obs.resource)):
                         try:
                             details = (await client.arequest(extra)).data
                         except ServiceError as exc:
@@ -306,16 +382,18 @@ class LifecycleTrigger(BaseTrigger):
                     message = waiter.failure_message(obs, details)
                     yield TriggerEvent({"status": "failure", "state": obs.state, "message": message})
                     return
-                remaining = self.end_time - time.time()
+                remaining = end_time - time.time()
                 if remaining <= 0:
                     message = waiter.timeout_message(obs.state)
+                    if self.cancel_on_kill:
+                        await self._cancel(spec, ref, "the wait timed out")
                     yield TriggerEvent({"status": "timeout", "state": obs.state, "message": message})
                     return
                 pause = min(self.poll_interval, max(remaining, 0.01))
-                self.log.info("%s is %s; next check in %.1fs", spec.describe(self.ref), obs.state, pause)
+                self.log.info("%s is %s; next check in %.1fs", spec.describe(ref), obs.state, pause)
                 await asyncio.sleep(pause)
         except ServiceError as exc:
-            self.log.warning("%s: giving up: %s", spec.describe(self.ref), exc)
+            self.log.warning("%s: giving up: %s", spec.describe(ref), exc)
             yield TriggerEvent({"status": "error", "message": str(exc)})
 
     async def cleanup(self) -> None:

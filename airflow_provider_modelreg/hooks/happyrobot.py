@@ -14,7 +14,7 @@ from airflow_provider_modelreg.hooks.base import (
     transport_options,
 )
 from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, api_path
-from airflow_provider_modelreg.lifecycle import LifecycleSpec, at, first_of
+from airflow_provider_modelreg.lifecycle import CancelSpec, LifecycleSpec, at, first_of
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -49,6 +49,9 @@ MODEL_LIFECYCLE = LifecycleSpec(
     in_progress=frozenset({"pending", "training"}),
     # No failure field is documented; these are the names HappyRobot's error bodies and peers use.
     reason=first_of("error", "failure_reason", "status_message", "message"),
+    # HappyRobot's API reference documents create, read and list of models and nothing that stops a
+    # training (no cancel, stop or delete), and HappyRobot ships no client library to learn one from.
+    cancel=CancelSpec(unavailable="HappyRobot's API has no way to stop a model's training"),
     list_read=ListRead(
         group=_list_group,
         request=lambda use_case: [

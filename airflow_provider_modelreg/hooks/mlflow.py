@@ -12,6 +12,7 @@ Errors keep the service's code (:func:`is_already_exists`, :func:`is_not_found` 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,7 +39,7 @@ from airflow_provider_modelreg.http import (
     ServiceError,
     api_path,
 )
-from airflow_provider_modelreg.lifecycle import LifecycleSpec, at
+from airflow_provider_modelreg.lifecycle import CancelSpec, LifecycleSpec, at
 from airflow_provider_modelreg.links.mlflow import run_url as run_page_url
 from airflow_provider_modelreg.links.mlflow import run_url_template
 
@@ -108,6 +109,13 @@ def read_run(ref: Mapping[str, Any]) -> ApiRequest:
     return ApiRequest("GET", f"{ref['api']}/runs/get", params={"run_id": ref["run_id"]})
 
 
+def kill_run(ref: Mapping[str, Any], _run: Any, _found: Any) -> ApiRequest:
+    """End the run KILLED now, as MLflow's own client does for a killed run (``runs/update``, status
+    KILLED with an ``end_time``)."""
+    body = {"run_id": ref["run_id"], "status": "KILLED", "end_time": int(time.time() * 1000)}
+    return ApiRequest("POST", f"{ref['api']}/runs/update", json=body, idempotent=True)
+
+
 def _unwrap(key: str) -> Any:
     def unwrap(data: Any) -> Any:
         return data[key] if isinstance(data, Mapping) and isinstance(data.get(key), Mapping) else data
@@ -140,6 +148,9 @@ MODEL_VERSION_LIFECYCLE = MlflowLifecycleSpec(
     in_progress=frozenset({"PENDING_REGISTRATION"}),
     reason=at("status_message"),
     unwrap=_unwrap("model_version"),
+    cancel=CancelSpec(
+        unavailable="MLflow has no way to stop a model version's registration (the registry finishes it itself)"
+    ),
     list_read=ListRead(
         group=_versions_group,
         request=_search_versions,
@@ -161,6 +172,7 @@ RUN_LIFECYCLE = MlflowLifecycleSpec(
     failure=frozenset({"FAILED", "KILLED", "INTERNAL_ERROR"}),
     in_progress=frozenset({"RUNNING", "SCHEDULED"}),
     unwrap=_unwrap("run"),
+    cancel=CancelSpec(request=kill_run, effect="the run was ended KILLED"),
 )
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_modelreg.coalesce import ListRead, page_numbers
 from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras, transport_options
 from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, ServiceError, api_path
-from airflow_provider_modelreg.lifecycle import LifecycleSpec, at
+from airflow_provider_modelreg.lifecycle import CancelSpec, LifecycleSpec, at
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.nemo import LEGACY, ModelEntityRef, WorkspaceRef
 
@@ -65,6 +65,7 @@ def spec_state(entity: Any) -> str:
 JOBS_PREFIX = "/apis/jobs/v2"
 SPEC_JOB_SOURCE = "models-system"
 SPEC_FAILED = "SPEC_ANALYSIS_ERROR"
+SPEC_CANCELLED = "SPEC_ANALYSIS_CANCELLED"
 
 
 def spec_job_description(ref: Mapping[str, Any]) -> str:
@@ -83,19 +84,41 @@ def watch_spec_job(ref: Mapping[str, Any], entity: Any) -> ApiRequest | None:
     )
 
 
-def spec_job_failure(ref: Mapping[str, Any], data: Any) -> tuple[str, str] | None:
-    """(state, reason) when the entity's newest spec-analysis job ended ``error`` (a newer job after a PATCH
-    wins over an older failed one); None while it runs or when it is not listed."""
+def spec_job_of(ref: Mapping[str, Any], data: Any) -> Mapping[str, Any] | None:
+    """The entity's newest spec-analysis job in a jobs list (newest first), or None when not listed."""
     jobs = data.get("data") if isinstance(data, Mapping) else None
     wanted = spec_job_description(ref)
     for job in jobs if isinstance(jobs, list) else []:
         if isinstance(job, Mapping) and job.get("description") == wanted:
-            if job.get("status") != "error":
-                return None
-            details = job.get("error_details") or job.get("status_details") or {}
-            message = details.get("message") if isinstance(details, Mapping) else None
-            return SPEC_FAILED, f"spec-analysis job {job.get('name')} ended error: {message or details or 'no message'}"
+            return job
     return None
+
+
+def cancel_spec_job(ref: Mapping[str, Any], _entity: Any, found: Any) -> ApiRequest | None:
+    """Stop the spec analysis: the jobs API's cancel (nemo-helix 0.8.1: ``POST
+    /apis/jobs/v2/workspaces/{ws}/jobs/{name}/cancel``; 409 once the job is terminal, 404 unknown). The
+    entity itself has nothing to stop; it stays, without a spec."""
+    job = spec_job_of(ref, found)
+    if job is None or job.get("status") in ("completed", "error", "cancelled") or not job.get("name"):
+        return None
+    return ApiRequest(
+        "POST", api_path(f"{JOBS_PREFIX}/workspaces/{{}}/jobs/{{}}/cancel", ref["workspace"], job["name"])
+    )
+
+
+def spec_job_failure(ref: Mapping[str, Any], data: Any) -> tuple[str, str] | None:
+    """(state, reason) when the entity's newest spec-analysis job ended ``error`` or ``cancelled`` (a newer
+    job after a PATCH wins over an older failed one); None while it runs or when it is not listed."""
+    job = spec_job_of(ref, data)
+    if job is None:
+        return None
+    if job.get("status") == "cancelled":
+        return SPEC_CANCELLED, f"spec-analysis job {job.get('name')} was cancelled"
+    if job.get("status") != "error":
+        return None
+    details = job.get("error_details") or job.get("status_details") or {}
+    message = details.get("message") if isinstance(details, Mapping) else None
+    return SPEC_FAILED, f"spec-analysis job {job.get('name')} ended error: {message or details or 'no message'}"
 
 
 # The ref is {"workspace", "name"} in that order, so describe() reads "... workspace=ws, name=n" and every
@@ -109,9 +132,10 @@ MODEL_SPEC_LIFECYCLE = LifecycleSpec(
     success=frozenset({SPEC_READY}),
     # The entity carries no failure signal (a failed spec-analysis job leaves spec null for ever): the job
     # on the jobs API is watched, and its ``error`` fails the wait at once with the job's message.
-    failure=frozenset({SPEC_FAILED}),
+    failure=frozenset({SPEC_FAILED, SPEC_CANCELLED}),
     watch=watch_spec_job,
     watch_failure=spec_job_failure,
+    cancel=CancelSpec(find=watch_spec_job, request=cancel_spec_job, effect="its spec-analysis job was cancelled"),
     in_progress=frozenset({AWAITING_SPEC, AWAITING_FILESET}),
     # Every entity of the workspace (the list cannot filter on a null spec), 1000 a page: the most the platform
     # serves. Its models route passes page_size to the entity store, which takes 1..1000 and answers more with

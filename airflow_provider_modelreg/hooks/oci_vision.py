@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_modelreg.coalesce import ListRead, header_token
 from airflow_provider_modelreg.hooks.oci_base import OCIBaseHook
 from airflow_provider_modelreg.http import ApiRequest, api_path
-from airflow_provider_modelreg.lifecycle import LifecycleSpec, at, first_of
+from airflow_provider_modelreg.lifecycle import CancelSpec, LifecycleSpec, at, first_of
 
 if TYPE_CHECKING:
     from airflow_provider_modelreg.auth.oci import OCICredentials
@@ -51,6 +51,21 @@ def format_work_request_errors(data: Any) -> str | None:
 IN_PROGRESS = ("CREATING", "UPDATING")
 
 
+def cancel_training(ref: Mapping[str, Any], _model: Any, _found: Any) -> ApiRequest | None:
+    """Stop a model still training: cancel the work request that trains it.
+
+    Oracle documents CancelWorkRequest (``DELETE /20220125/workRequests/{id}``, the oci SDK's
+    ``AIServiceVisionClient.cancel_work_request``: "Cancel the work request with the given ID") as the way
+    to stop an asynchronous operation; ``delete_model`` acts on the model, and OCI refuses it while the
+    model is CREATING (409 IncorrectState), so it cannot stop a training. Without the work request's id
+    (a model this task did not create) there is nothing to cancel by.
+    """
+    work_request_id = ref.get("work_request_id")
+    if not work_request_id:
+        return None
+    return ApiRequest("DELETE", api_path(f"{API}/workRequests/{{}}", work_request_id))
+
+
 def _list_group(_ref: Mapping[str, Any], model: Any) -> tuple[str, str] | None:
     # Models of one compartment and project (known once the wait has read its model), one list per
     # in-progress lifecycleState.
@@ -85,6 +100,7 @@ MODEL_LIFECYCLE = LifecycleSpec(
     reason=first_of("lifecycleDetails"),
     failure_details=work_request_errors,
     format_details=format_work_request_errors,
+    cancel=CancelSpec(request=cancel_training, effect="its training work request was cancelled"),
     list_read=ListRead(
         group=_list_group,
         request=_list_models,

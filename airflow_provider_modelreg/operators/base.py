@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowTaskTimeout, TaskDeferralTimeout
 
-from airflow_provider_modelreg import task_state
+from airflow_provider_modelreg import cancellation, task_state
 from airflow_provider_modelreg.http import ServiceError
+from airflow_provider_modelreg.idempotency import GENERATION, generation
 from airflow_provider_modelreg.lifecycle import (
     LifecycleFailed,
     LifecycleSpec,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from airflow_provider_modelreg.hooks.base import ModelRegHook
 
 DEFAULT_WAIT_TIMEOUT = 24 * 3600.0
+ON_FAILED_RESOURCE = ("fail", "recreate")
 
 
 class CreateAndWaitOperator(BaseOperator):
@@ -45,14 +47,24 @@ class CreateAndWaitOperator(BaseOperator):
     (:mod:`airflow_provider_modelreg.task_state`: Airflow 3.3's task state store, 3.2's Variables). A
     retry after a worker crash, an OOM kill or a timeout reads the record and reconnects: it waits again
     if the resource is in progress, returns it if it is done, fails with the service's reason if it
-    ended failed; it creates anew only when the recorded resource is gone (404). The gap between the
-    create and the record is covered by the service's idempotency key or lookup, as before.
+    ended failed (or, with ``on_failed_resource="recreate"``, creates a new one under a new idempotency
+    key); it creates anew when the recorded resource is gone (404). The gap between the create and the
+    record is covered by the service's idempotency key or lookup, as before.
+
+    Cancel on kill (``cancel_on_kill``): when the task is marked failed while it waits (sync: ``on_kill``;
+    deferred: the trigger's ``on_kill``, Airflow 3.3), or its wait, execution or deferral times out, the
+    resource's remote work is stopped through its spec's cancel (:mod:`airflow_provider_modelreg.cancellation`:
+    best effort, idempotent, never masking the failure). A worker shutting down, a trigger moving to
+    another triggerer, a task marked success or cleared cancel nothing.
 
     :param conn_id: the Airflow connection of the service.
     :param wait_for_completion: wait until the resource reaches its final state.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     :param poll_interval: seconds between two reads of the resource while waiting.
     :param wait_timeout: seconds after which the wait fails (the deferral's timeout too).
+    :param cancel_on_kill: stop the remote work when the task is marked failed or times out (default true).
+    :param on_failed_resource: what a retry does when the resource an earlier try created ended failed:
+        ``"fail"`` (default: fail with the service's reason) or ``"recreate"`` (create a new one).
     """
 
     hook_class: ClassVar[type[ModelRegHook]]
@@ -67,14 +79,27 @@ class CreateAndWaitOperator(BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 30.0,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        cancel_on_kill: bool = True,
+        on_failed_resource: Literal["fail", "recreate"] = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if on_failed_resource not in ON_FAILED_RESOURCE:
+            raise ValueError(
+                f"on_failed_resource: must be one of {', '.join(map(repr, ON_FAILED_RESOURCE))}, "
+                f"not {on_failed_resource!r}"
+            )
         self.conn_id = conn_id or self.hook_class.default_conn_name
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.wait_timeout = wait_timeout
+        self.cancel_on_kill = cancel_on_kill
+        self.on_failed_resource = on_failed_resource
+        # The resource this try owns (its lifecycle ref) and its task instance, for on_kill.
+        self._owned_ref: dict[str, Any] | None = None
+        self._owner_ti: Any = None
+        self._cancelled = False
 
     @cached_property
     def hook(self) -> ModelRegHook:
@@ -104,16 +129,28 @@ class CreateAndWaitOperator(BaseOperator):
         ``service`` its claim is made under: the hook's connection type."""
         return self.hook_class.conn_type
 
+    @property
+    def generation_record(self) -> str:
+        return f"{self.record_name}.generation"
+
     def execute(self, context: Context) -> Any:
+        self._owner_ti = context.get("ti")
+        if created_anew := task_state.recall(context, self.generation_record):
+            context[GENERATION] = created_anew  # type: ignore[literal-required]
         try:
             request = self.build_request(context)
         except InvalidRequest as exc:
             raise AirflowFailException(str(exc)) from None
         resumed = self.reconnect(context)
-        if resumed is not None:
+        if resumed is _RECREATE:
+            context[GENERATION] = generation(context) + 1  # type: ignore[literal-required]
+            task_state.remember(context, self.generation_record, generation(context))
+            request = self.build_request(context)  # idempotency keys are part of some requests
+        elif resumed is not None:
             return resumed[0]
         resource = self.create(context, request)
         ref = self.resource_ref(resource)
+        self._owned_ref = ref
         task_state.remember(context, self.record_name, ref, claim=_claim_id(ref))
         self.log.info("%s: %s", self.lifecycle.describe(ref), self.lifecycle.state(self.lifecycle.unwrap(resource)))
         if not self.wait_for_completion:
@@ -140,11 +177,22 @@ class CreateAndWaitOperator(BaseOperator):
         obs = waiter.evaluate(data)
         self.log.info("Reconnecting to %s, created by an earlier try of this task: %s", described, obs.state)
         if obs.outcome == "failure":
+            if self.on_failed_resource == "recreate":
+                self.log.warning(
+                    "%s; creating a new one (on_failed_resource='recreate'); the failed one is left as it is",
+                    waiter.failure_message(obs),
+                )
+                self.discard_failed(ref, obs.resource)
+                return _RECREATE
             raise AirflowFailException(waiter.failure_message(obs))
+        self._owned_ref = dict(ref)
         if obs.outcome == "success" or not self.wait_for_completion:
             self.log.info("%s is %s; not creating another", described, obs.state)
             return (self.to_xcom(obs.resource),)
         return (self.wait(ref, data),)
+
+    def discard_failed(self, ref: dict[str, Any], resource: Any) -> None:
+        """Before creating anew after a failed resource: free what the new one needs (NeMo: its name)."""
 
     def wait(self, ref: dict[str, Any], resource: Any) -> Any:
         obs = Waiter(self.lifecycle, ref, self.log).evaluate(resource)
@@ -156,6 +204,7 @@ class CreateAndWaitOperator(BaseOperator):
                     ref=ref,
                     poll_interval=self.poll_interval,
                     end_time=time.time() + self.wait_timeout,
+                    cancel_on_kill=self.cancel_on_kill,
                 ),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=self.wait_timeout),
@@ -172,9 +221,37 @@ class CreateAndWaitOperator(BaseOperator):
         except LifecycleFailed as exc:
             raise AirflowFailException(str(exc)) from None
         except LifecycleTimeout as exc:
+            self.cancel_owned(ref, "the wait timed out")
             raise AirflowException(str(exc)) from None
+        except AirflowTaskTimeout:
+            self.cancel_owned(ref, "the task's execution_timeout ran out")
+            raise
         self.log.info("%s ended %s", self.lifecycle.describe(ref), self.lifecycle.state(final))
         return self.to_xcom(final)
+
+    # -- cancel on kill ------------------------------------------------------------------------------
+    def cancel_owned(self, ref: Mapping[str, Any] | None, why: str) -> None:
+        """Stop the remote work of the resource this task instance owns (once; best effort)."""
+        if not self.cancel_on_kill or not ref or self._cancelled:
+            return
+        self._cancelled = True
+        cancellation.cancel_sync(self.hook.client, self.lifecycle, ref, why=why, logger=self.log)
+
+    def on_kill(self) -> None:
+        """The task process got SIGTERM (the supervisor's kill when the task was marked failed, or a worker
+        shutting down): cancel only when Airflow says the task instance was marked failed."""
+        if not self.cancel_on_kill or not self._owned_ref or self._cancelled:
+            return
+        if (why := cancellation.cancel_reason(self._owner_ti, self.log)) is not None:
+            self.cancel_owned(self._owned_ref, why)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """After a deferral: a deferral that timed out (Airflow's own trigger timeout) cancels too."""
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except TaskDeferralTimeout:
+            self.cancel_owned(task_state.recall(context, self.record_name), "the deferred wait timed out")
+            raise
 
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
         """Resume after the trigger: re-read the resource (no other side effect, so a repeat is harmless)."""
@@ -184,6 +261,10 @@ class CreateAndWaitOperator(BaseOperator):
         resource = self.lifecycle.unwrap(data)
         self.log.info("%s ended %s", self.lifecycle.describe(event["ref"]), self.lifecycle.state(resource))
         return self.to_xcom(resource)
+
+
+# reconnect()'s answer when the recorded resource failed and the user asked for a new one.
+_RECREATE: Any = ("recreate",)
 
 
 def _claim_id(ref: Mapping[str, Any]) -> Any:

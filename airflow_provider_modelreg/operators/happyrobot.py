@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_modelreg import task_state
 from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, AmbiguousModel, HappyRobotHook
 from airflow_provider_modelreg.http import ServiceError
-from airflow_provider_modelreg.idempotency import create_once
+from airflow_provider_modelreg.idempotency import create_once, generation
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
 from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
@@ -26,6 +26,12 @@ SERVICE = "happyrobot"
 # create operators' shared flow claims the model id of every ref it records.
 MODEL_ID = "happyrobot_model_id"
 FIRST_TRY = "first_try_started"
+
+
+def _named(context: Context, name: str) -> str:
+    """A task instance asked to create anew (``on_failed_resource="recreate"``) records its new model apart."""
+    created_anew = generation(context)
+    return f"{name}.generation{created_anew}" if created_anew else name
 
 
 class HappyRobotCreateModelOperator(CreateAndWaitOperator):
@@ -97,7 +103,7 @@ class HappyRobotCreateModelOperator(CreateAndWaitOperator):
 
     def create(self, context: Context, request: CreateModelRequest) -> dict[str, Any]:
         hook: HappyRobotHook = self.hook  # type: ignore[assignment]
-        if recorded := task_state.recall(context, MODEL_ID):
+        if recorded := task_state.recall(context, _named(context, MODEL_ID)):
             try:
                 model = hook.get_model(recorded)
             except ServiceError as exc:
@@ -107,14 +113,14 @@ class HappyRobotCreateModelOperator(CreateAndWaitOperator):
             else:
                 self.log.info("Reusing HappyRobot model %s, recorded by an earlier try", recorded)
                 return model
-        first_try = task_state.recall(context, FIRST_TRY)
+        first_try = task_state.recall(context, _named(context, FIRST_TRY))
         # A task instance that never sent a create has no model of its own to find. Looking anyway would
         # see another task's model in the moment between its create and its claim (a backfill's concurrent
         # map indexes share name, use case and source) and adopt it: only look after a create was sent.
         sent = {"create": first_try is not None}
         if first_try is None:
             first_try = datetime.now(timezone.utc).isoformat()
-            task_state.remember(context, FIRST_TRY, first_try)
+            task_state.remember(context, _named(context, FIRST_TRY), first_try)
         since = datetime.fromisoformat(first_try)
 
         def find() -> dict[str, Any] | None:
@@ -125,13 +131,13 @@ class HappyRobotCreateModelOperator(CreateAndWaitOperator):
             except AmbiguousModel as exc:
                 raise AirflowFailException(str(exc)) from None
             if found is not None:
-                task_state.remember(context, MODEL_ID, found["id"])
+                task_state.remember(context, _named(context, MODEL_ID), found["id"])
             return found
 
         def create() -> dict[str, Any]:
             sent["create"] = True
             model = hook.create_model(request)
-            task_state.remember(context, MODEL_ID, model["id"])  # before anything else can fail
+            task_state.remember(context, _named(context, MODEL_ID), model["id"])  # before anything else can fail
             return model
 
         model, created = create_once(find=find, create=create, retry=hook.client.retry, logger=self.log)

@@ -381,9 +381,11 @@ class MlflowCreateRunOperator(CreateAndWaitOperator):
             self.log.warning("Could not mark MLflow run %s %s: %s", run_id, status, exc)
 
     def on_kill(self) -> None:
-        self._killed = True
-        if self._run_id:
-            self._mark(self._run_id, "KILLED")
+        # The run is this task's from the moment it exists, before create() returns (it logs inside).
+        if self._run_id and self._owned_ref is None:
+            self._owned_ref = {"api": self.hook.tracking_api, "run_id": self._run_id}
+        super().on_kill()  # ends the run KILLED (RUN_LIFECYCLE's cancel) when the task was marked failed
+        self._killed = self._cancelled
 
     def resource_ref(self, resource: dict[str, Any]) -> dict[str, Any]:
         return {"api": self.hook.tracking_api, "run_id": str(resource["info"]["run_id"])}

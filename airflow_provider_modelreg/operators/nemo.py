@@ -241,6 +241,12 @@ class NemoCreateModelOperator(CreateAndWaitOperator):
         workspace = resource.get("workspace") or self.workspace or self.nemo_hook.default_workspace
         return {"workspace": workspace, "name": resource["name"]}
 
+    def discard_failed(self, ref: dict[str, Any], resource: Any) -> None:
+        # An entity's name is unique in its workspace: the failed one (this task instance's own) must go
+        # before its new one can be created.
+        self.log.warning("Deleting %s, which this task instance created and whose spec analysis failed", ref)
+        self.nemo_hook.delete_model(ref["workspace"], ref["name"])
+
     def wait(self, ref: dict[str, Any], resource: Any) -> Any:
         if isinstance(resource, dict) and resource.get("spec") is None and not resource.get("fileset"):
             self.log.info(

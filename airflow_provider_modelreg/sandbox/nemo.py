@@ -318,7 +318,8 @@ def _start_spec_job(state: SandboxState, record: dict[str, Any]) -> None:
 
 
 def job_status(state: SandboxState, job: dict[str, Any]) -> str:
-    """``active`` while it runs (``state.seconds("nemo")``), then ``completed`` or ``error`` for good."""
+    """``active`` while it runs (``state.seconds("nemo")``), then ``completed`` or ``error`` for good (or
+    ``cancelled``, when the jobs API's cancel came first)."""
     if "_ended" not in job:
         if time.time() - job["_started"] < state.seconds(SERVICE):
             return "active"
@@ -580,6 +581,21 @@ def router(state: SandboxState) -> APIRouter:
         job = state.get(JOBS, name)
         if job is None or job["workspace"] != workspace:
             return _detail(404, f"Job '{name}' not found in workspace '{workspace}'")
+        return job_view(state, job)
+
+    @jobs.post("/{name}/cancel")
+    async def cancel_job(workspace: Workspace, name: str) -> Any:
+        """As nemo-helix 0.8.1's jobs API: 404 for an unknown job, 409 once it is terminal, else the job
+        ``cancelled`` for good (a cancelled spec analysis leaves its entity's spec as it was)."""
+        job = state.get(JOBS, name)
+        if job is None or job["workspace"] != workspace:
+            return _detail(404, f"Job '{name}' not found in workspace '{workspace}'.")
+        if job_status(state, job) != "active":
+            return _detail(
+                409, f"Cannot cancel job '{name}' from its current state. Refresh the job status and try again."
+            )
+        with state.lock:
+            job["_ended"] = "cancelled"
         return job_view(state, job)
 
     files = APIRouter(prefix=FILES_PREFIX, dependencies=[Depends(authorised)])

@@ -164,7 +164,14 @@ def _training_metrics(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# A model whose training work request was cancelled (DELETE /workRequests/{id}): Oracle does not say what
+# state the model takes then; the sandbox's choice is FAILED with this lifecycleDetails.
+CANCELED_DETAILS = "Training was canceled: work request {work_request_id} CANCELED"
+
+
 def _state_of(state: SandboxState, record: dict[str, Any]) -> str:
+    if record.get("_canceled"):
+        return "FAILED"
     return phase(record, state.seconds(SERVICE), [("CREATING", 1.0)], "FAILED" if record["_failure"] else "ACTIVE")
 
 
@@ -178,7 +185,11 @@ def view(state: SandboxState, record: dict[str, Any]) -> dict[str, Any]:
     if record.get("_changed"):
         view["timeUpdated"] = _rfc3339(record["_changed"])
     if lifecycle == "FAILED":
-        view["lifecycleDetails"] = record["_failure"]
+        view["lifecycleDetails"] = (
+            CANCELED_DETAILS.format(work_request_id=record["_work_request_id"])
+            if record.get("_canceled")
+            else record["_failure"]
+        )
     return view
 
 
@@ -224,6 +235,9 @@ def _sorted(
 
 def _work_request_status(state: SandboxState, record: dict[str, Any]) -> tuple[str, float]:
     seconds = state.seconds(SERVICE)
+    if canceled := record.get("_canceled"):
+        elapsed = canceled - record["_created"]
+        return "CANCELED", round(min(99.0, max(0.0, 100.0 * elapsed / seconds if seconds else 0.0)), 1)
     status = phase(
         record, seconds, [("ACCEPTED", 0.1), ("IN_PROGRESS", 0.9)], "FAILED" if record["_failure"] else "SUCCEEDED"
     )
@@ -256,6 +270,8 @@ def _work_request_view(state: SandboxState, record: dict[str, Any]) -> dict[str,
         view["timeStarted"] = _rfc3339(record["_created"] + 0.1 * seconds)
     if status in ("SUCCEEDED", "FAILED"):
         view["timeFinished"] = _rfc3339(record["_created"] + seconds)
+    if status == "CANCELED":
+        view["timeFinished"] = _rfc3339(record["_canceled"])
     return view
 
 
@@ -281,6 +297,8 @@ def _work_request_logs(state: SandboxState, record: dict[str, Any]) -> list[dict
         logs.append({"message": "Model training completed", "timestamp": _rfc3339(record["_created"] + seconds)})
     elif status == "FAILED":
         logs.append({"message": "Model training failed", "timestamp": _rfc3339(record["_created"] + seconds)})
+    elif status == "CANCELED":
+        logs.append({"message": "Work request canceled", "timestamp": _rfc3339(record["_canceled"])})
     return logs
 
 
@@ -532,6 +550,25 @@ def router(state: SandboxState) -> APIRouter:
         if record is None:
             return answer
         return oci_json(_work_request_view(state, record), request)
+
+    @api.delete("/workRequests/{work_request_id}")
+    async def cancel_work_request(work_request_id: str, request: Request) -> Any:
+        """CancelWorkRequest: a training still ACCEPTED or IN_PROGRESS stops (work request CANCELED, model
+        FAILED); a finished one answers 409, as does a model update's or delete's (they finish at once)."""
+        if work_request_id in state.extra.get(_OPERATIONS, {}):
+            _body, denied = await check_signature(request, state)
+            if denied:
+                return denied
+            return oci_error(409, "IncorrectState", f"Work request {work_request_id} is SUCCEEDED", request)
+        record, answer = await signed_find(find_work_request, work_request_id, request)
+        if record is None:
+            return answer
+        status, _ = _work_request_status(state, record)
+        if status not in ("ACCEPTED", "IN_PROGRESS"):
+            return oci_error(409, "IncorrectState", f"Work request {work_request_id} is {status}", request)
+        with state.lock:
+            record["_canceled"] = record["_changed"] = time.time()
+        return oci_json(None, request, status=202)
 
     @api.get("/workRequests/{work_request_id}/errors")
     async def list_work_request_errors(

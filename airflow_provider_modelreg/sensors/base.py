@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from airflow.sdk import Context
+    from airflow.triggers.base import StartTriggerArgs
 
     from airflow_provider_modelreg.hooks.base import ModelRegHook
 
@@ -25,25 +26,72 @@ class LifecycleSensor(BaseSensorOperator):
     """Waits until a resource reaches a success state of its lifecycle spec; fails at once on a failure
     state with the service's reason. Returns the resource (plain JSON) as XCom.
 
+    Started from the triggerer (``start_from_trigger=True``, for sensors whose ref is made of their template
+    fields alone, ``ref_fields``): on Airflow 3.3 the scheduler hands the task straight to a triggerer,
+    which renders those fields and runs the same :class:`LifecycleTrigger` on the same spec; a worker runs
+    only ``execute_complete`` once it is done, so a wait of hours takes no worker slot, not even for a
+    first poke. Airflow 3.2's scheduler does not start tasks in the triggerer (its code for it is
+    commented out): there the sensor runs as ``deferrable=True`` (one poke in a worker, then deferred).
+
     :param conn_id: the Airflow connection of the service.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param start_from_trigger: start the wait in the triggerer, with no worker at all until it ends
+        (Airflow 3.3; implies ``deferrable``). The sensor's ``timeout`` is the trigger's.
     """
 
     hook_class: ClassVar[type[ModelRegHook]]
     lifecycle: ClassVar[LifecycleSpec]
+    # The template fields that make the resource's ref on their own (no connection read): a sensor with
+    # them can start in the triggerer. Empty: its ref needs the connection (MLflow's API prefix), so not.
+    ref_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
         *,
         conn_id: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 30.0)
         super().__init__(**kwargs)
+        if start_from_trigger and not self.ref_fields:
+            raise ValueError(
+                f"{type(self).__name__}: start_from_trigger is not available: the {self.lifecycle.noun}'s "
+                "reference needs its connection, which only a worker reads; use deferrable=True"
+            )
         self.conn_id = conn_id or self.hook_class.default_conn_name
-        self.deferrable = deferrable
+        self.start_from_trigger = start_from_trigger
+        self.deferrable = deferrable or start_from_trigger
         self._waiter: Waiter | None = None
+
+    @property  # type: ignore[override]
+    def start_trigger_args(self) -> StartTriggerArgs | None:
+        """What Airflow 3.3's scheduler starts the trigger with: the ref fields as the sensor holds them
+        (templates, rendered by the triggerer), no deadline of the trigger's own (Airflow's trigger timeout,
+        the sensor's ``timeout``, ends it)."""
+        if not self.start_from_trigger:
+            return None
+        from airflow.triggers.base import StartTriggerArgs
+
+        return StartTriggerArgs(
+            trigger_cls=f"{LifecycleTrigger.__module__}.{LifecycleTrigger.__qualname__}",
+            trigger_kwargs={
+                "spec": self.lifecycle.key,
+                "conn_id": self.conn_id,
+                "poll_interval": float(self.poke_interval),
+                "end_time": None,
+                "ref_fields": list(self.ref_fields),
+                **{name: getattr(self, name, None) for name in self.ref_fields},
+            },
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    @start_trigger_args.setter
+    def start_trigger_args(self, _value: Any) -> None:
+        """Made from the sensor's fields, never set (Airflow's class default is written on some paths)."""
 
     def resource_ref(self) -> dict[str, Any]:
         """Primitive identifiers of the resource, from the (rendered) template fields."""

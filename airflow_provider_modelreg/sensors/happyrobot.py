@@ -24,6 +24,7 @@ class HappyRobotModelSensor(LifecycleSensor):
     hook_class = HappyRobotHook
     lifecycle = MODEL_LIFECYCLE
     template_fields: Sequence[str] = ("model_id", "conn_id")
+    ref_fields = ("model_id",)
 
     def __init__(self, *, model_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

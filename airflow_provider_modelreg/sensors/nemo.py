@@ -30,11 +30,16 @@ class NemoModelSpecSensor(LifecycleSensor):
     hook_class = NemoModelsHook
     lifecycle = MODEL_SPEC_LIFECYCLE
     template_fields: Sequence[str] = ("name", "workspace", "conn_id")
+    # workspace first, as every NeMo ref; start_from_trigger needs ``workspace`` given (its default is the
+    # connection's, which only a worker reads).
+    ref_fields = ("workspace", "name")
 
     def __init__(self, *, name: str, workspace: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.name = name
         self.workspace = workspace
+        if self.start_from_trigger and not workspace:
+            raise ValueError("NemoModelSpecSensor: start_from_trigger needs workspace (else the connection's is used)")
 
     def resource_ref(self) -> dict[str, Any]:
         workspace = self.workspace or self.hook.default_workspace  # type: ignore[attr-defined]

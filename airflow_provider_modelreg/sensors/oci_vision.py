@@ -24,6 +24,7 @@ class OCIVisionModelSensor(LifecycleSensor):
     hook_class = OCIVisionHook
     lifecycle = MODEL_LIFECYCLE
     template_fields: Sequence[str] = ("model_id", "work_request_id", "conn_id")
+    ref_fields = ("model_id", "work_request_id")
 
     def __init__(self, *, model_id: str, work_request_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

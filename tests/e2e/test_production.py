@@ -316,3 +316,65 @@ def test_the_connection_form_in_a_real_browser(stack: ProductionStack, services:
         stack, {"open": {"mlflow_run": link}, "open_wait_for": {"mlflow_run": run_id}}, screenshots(tmp_path) / "link"
     )
     assert run_id in page["pages"]["mlflow_run"]["text"], page["pages"]["mlflow_run"]["text"][:2000]
+
+
+def test_marking_a_deferred_training_failed_cancels_its_work_request(stack: ProductionStack, services: Any):
+    from airflow_provider_modelreg.sandbox.oci_vision import view
+
+    services.state.lifecycle_seconds["oci_vision"] = 300.0  # still training when the user marks it failed
+    dag_id = "prod_cancel_on_mark_failed"
+    run_id = stack.trigger(dag_id)
+
+    def deferred() -> bool:
+        return any(t["task_id"] == "train" and t["state"] == "deferred" for t in stack.task_instances(dag_id, run_id))
+
+    stack.wait(deferred, 240, "the training to defer to a triggerer")
+    [model] = [m for m in services.state.all("oci_vision") if m.get("displayName") == "cancel-me"]
+    assert view(services.state, model)["lifecycleState"] == "CREATING"
+    stack.api("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/train", {"new_state": "failed"})
+    stack.wait(lambda: model.get("_canceled"), 60, "the triggerer to cancel the work request")
+    shown = view(services.state, model)
+    assert shown["lifecycleState"] == "FAILED" and "CANCELED" in shown["lifecycleDetails"]
+    assert stack.run_state(dag_id, run_id) == "failed"
+    logged = "".join(p.read_text(errors="replace") for p in trigger_logs(stack, dag_id, run_id))
+    assert "its training work request was cancelled (the task was marked failed)" in logged, logged[-3000:]
+
+
+def test_a_sensor_started_from_the_trigger_never_occupies_a_worker(stack: ProductionStack, services: Any):
+    """A worker that runs a task instance writes its hostname on the task instance (ti_run); the triggerer does
+    not. So a sensor seen DEFERRED with no hostname has had no worker yet, not even for a first poke; the
+    plain deferrable sensor beside it, seen DEFERRED with a worker's hostname, shows the observable works."""
+    import httpx
+
+    from airflow_provider_modelreg.sandbox.keys import HAPPYROBOT_API_KEY
+
+    services.state.lifecycle_seconds["happyrobot"] = 40.0
+    sandbox_url = stack.connections["happyrobot_default"]["host"]
+    model = httpx.post(
+        f"{sandbox_url}/models",
+        headers={"authorization": f"Bearer {HAPPYROBOT_API_KEY}"},
+        json={
+            "use_case_id": "uc-sensor",
+            "name": "watched",
+            "from_model_id": "d" * 24,
+            "train_sample_ids": ["s1"],
+            "test_sample_ids": [],
+        },
+    ).json()
+    dag_id = "prod_sensor_from_trigger"
+    run_id = stack.trigger(dag_id, {"model_id": model["id"]})
+    hostnames_while_deferred: dict[str, str] = {}
+
+    def both_seen_deferred() -> bool:
+        for ti in stack.task_instances(dag_id, run_id):
+            if ti["state"] == "deferred":
+                hostnames_while_deferred.setdefault(ti["task_id"], ti.get("hostname") or "")
+        return len(hostnames_while_deferred) == 2
+
+    stack.wait(both_seen_deferred, 240, "both sensors to defer")
+    assert hostnames_while_deferred["deferred"], "the control sensor's first poke ran in a worker"
+    assert hostnames_while_deferred["from_trigger"] == "", "a worker ran the sensor started from the trigger"
+    assert stack.wait_for_runs([(dag_id, run_id)], 240)[(dag_id, run_id)] == "success"
+    tis = {t["task_id"]: t for t in stack.task_instances(dag_id, run_id)}
+    assert tis["from_trigger"]["try_number"] == 1 and tis["from_trigger"]["hostname"]  # execute_complete's worker
+    assert trigger_logs(stack, dag_id, run_id)  # both waited in a triggerer

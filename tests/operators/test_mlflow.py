@@ -285,16 +285,28 @@ def test_close_run_false_leaves_the_run_running(run_dag, mlflow_target):
     assert run["info"]["status"] == "RUNNING"
 
 
-def test_on_kill_marks_the_run_killed(mlflow_target):
+@pytest.mark.parametrize(("ti_state", "run_status"), [("failed", "KILLED"), ("running", "RUNNING")])
+def test_on_kill_marks_the_run_killed_only_when_the_task_was_marked_failed(
+    mlflow_target, monkeypatch, ti_state, run_status
+):
+    """SIGTERM comes both from a user marking the task failed and from a worker shutting down: only the
+    first ends the run (the second's retry reconnects to it)."""
+    from types import SimpleNamespace
+
+    from airflow_provider_modelreg import cancellation
     from airflow_provider_modelreg.models.mlflow import CreateRunRequest
 
+    monkeypatch.setattr(cancellation, "task_instance_state", lambda *_args: ti_state)
     hook = mlflow_target.hook()
     experiment_id = hook.get_or_create_experiment(mlflow_target.unique("vision"))["experiment_id"]
     run_id = hook.create_run(CreateRunRequest(experiment_id=experiment_id))["info"]["run_id"]
     operator = MlflowCreateRunOperator(task_id="log_run", conn_id="mlflow_target", experiment_name="x")
     operator._run_id = run_id  # what execute() records once the run exists
+    operator._owner_ti = SimpleNamespace(dag_id="d", task_id="log_run", run_id="r", map_index=-1)
     operator.on_kill()
-    assert hook.get_run(run_id)["info"]["status"] == "KILLED"
+    info = hook.get_run(run_id)["info"]
+    assert info["status"] == run_status
+    assert (info.get("end_time") is not None) == (run_status == "KILLED")
 
 
 class KilledWhileLoggingOperator(MlflowCreateRunOperator):
@@ -305,7 +317,10 @@ class KilledWhileLoggingOperator(MlflowCreateRunOperator):
         raise RuntimeError("terminated")
 
 
-def test_a_task_killed_while_logging_leaves_the_run_killed_not_failed(run_dag, mlflow_target):
+def test_a_task_killed_while_logging_leaves_the_run_killed_not_failed(run_dag, mlflow_target, monkeypatch):
+    from airflow_provider_modelreg import cancellation
+
+    monkeypatch.setattr(cancellation, "task_instance_state", lambda *_args: "failed")  # a user marked it failed
     experiment = mlflow_target.unique("vision")
 
     def build():

@@ -1,4 +1,5 @@
-"""DAGs of the production-shaped test (tests/e2e/test_production.py): many waits, and a sync wait to crash."""
+"""DAGs of the production-shaped test (tests/e2e/test_production.py): many waits, a sync wait to crash, a
+deferred training to mark failed, a sensor that starts in the triggerer."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from airflow.sdk import DAG, task
 
 from airflow_provider_modelreg.operators.happyrobot import HappyRobotCreateModelOperator
 from airflow_provider_modelreg.operators.oci_vision import OCIVisionCreateModelOperator
+from airflow_provider_modelreg.sensors.happyrobot import HappyRobotModelSensor
 
 VISION = {
     "compartment_id": "ocid1.compartment.oc1..aaaaaaaasandboxcompartment",
@@ -44,4 +46,26 @@ with DAG("prod_sync_wait", schedule=None, start_date=dt.datetime(2026, 1, 1), ca
         poll_interval=1,
         retries=2,
         retry_delay=dt.timedelta(seconds=1),
+    )
+
+# Cancel on kill: a training deferred to a triggerer, which the test marks failed through the REST API.
+with DAG("prod_cancel_on_mark_failed", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False):
+    OCIVisionCreateModelOperator(
+        task_id="train", display_name="cancel-me", deferrable=True, poll_interval=1, retries=0, **VISION
+    )
+
+# start_from_trigger: a sensor whose model id comes from the run's conf, started in a triggerer; beside
+# it, the same sensor deferrable only (its first poke runs in a worker), the control of the observable.
+with DAG(
+    "prod_sensor_from_trigger",
+    schedule=None,
+    start_date=dt.datetime(2026, 1, 1),
+    catchup=False,
+    params={"model_id": ""},
+):
+    HappyRobotModelSensor(
+        task_id="from_trigger", model_id="{{ params.model_id }}", start_from_trigger=True, poke_interval=1, timeout=600
+    )
+    HappyRobotModelSensor(
+        task_id="deferred", model_id="{{ params.model_id }}", deferrable=True, poke_interval=1, timeout=600
     )

@@ -1,0 +1,108 @@
+"""Sensors that start in the triggerer (``start_from_trigger``): the ref fields travel as templates, the
+triggerer renders them, and the same LifecycleTrigger on the same spec waits; no poke runs in a worker."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from fixtures.oci_vision import vision_arguments
+
+from airflow_provider_modelreg.lifecycle import LifecycleTrigger
+from airflow_provider_modelreg.operators.oci_vision import OCIVisionCreateModelOperator
+from airflow_provider_modelreg.sensors.happyrobot import HappyRobotModelSensor
+from airflow_provider_modelreg.sensors.mlflow import MlflowRunSensor
+from airflow_provider_modelreg.sensors.nemo import NemoModelSpecSensor
+from airflow_provider_modelreg.sensors.oci_vision import OCIVisionModelSensor
+
+pytestmark = pytest.mark.integration
+
+TEMPLATED_ID = "{{ ti.xcom_pull(task_ids='train')['id'] }}"
+
+
+def test_start_trigger_args_carry_the_ref_fields_as_templates_and_the_sensors_timeout():
+    sensor = OCIVisionModelSensor(
+        task_id="wait",
+        model_id=TEMPLATED_ID,
+        conn_id="oci_vision",
+        start_from_trigger=True,
+        poke_interval=5,
+        timeout=90,
+    )
+    args = sensor.start_trigger_args
+    assert sensor.deferrable and sensor.start_from_trigger
+    assert args.trigger_cls == "airflow_provider_modelreg.lifecycle.LifecycleTrigger"
+    assert args.next_method == "execute_complete" and args.timeout == dt.timedelta(seconds=90)
+    assert args.trigger_kwargs == {
+        "spec": "airflow_provider_modelreg.hooks.oci_vision:MODEL_LIFECYCLE",
+        "conn_id": "oci_vision",
+        "poll_interval": 5.0,
+        "end_time": None,
+        "ref_fields": ["model_id", "work_request_id"],
+        "model_id": TEMPLATED_ID,
+        "work_request_id": None,
+    }
+    # The same trigger class takes them as they are, and serialises back to them.
+    trigger = LifecycleTrigger(**args.trigger_kwargs)
+    assert trigger.serialize()[1] == args.trigger_kwargs | {"ref": {}}
+    assert OCIVisionModelSensor(task_id="w", model_id="m").start_trigger_args is None
+
+
+def test_a_sensor_whose_ref_needs_its_connection_refuses_start_from_trigger():
+    with pytest.raises(ValueError, match="start_from_trigger is not available"):
+        MlflowRunSensor(task_id="wait", run_id="r", start_from_trigger=True)
+    with pytest.raises(ValueError, match="needs workspace"):
+        NemoModelSpecSensor(task_id="wait", name="llm", start_from_trigger=True)
+    assert NemoModelSpecSensor(task_id="wait", name="llm", workspace="ws", start_from_trigger=True).start_trigger_args
+
+
+def test_the_trigger_started_from_templates_waits_on_the_rendered_ref(sandbox, happyrobot_conn, monkeypatch):
+    import asyncio
+    import json
+
+    from airflow_provider_modelreg.hooks.happyrobot import HappyRobotHook
+    from airflow_provider_modelreg.models.base import validate_request
+    from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
+
+    monkeypatch.setenv("AIRFLOW_CONN_HR", json.dumps(happyrobot_conn))
+    request = validate_request(
+        CreateModelRequest,
+        {
+            "use_case_id": "uc-1",
+            "name": "bot",
+            "from_model_id": "a" * 24,
+            "train_sample_ids": ["s1"],
+            "test_sample_ids": ["t1"],
+        },
+    )
+    model = HappyRobotHook(conn_id="hr").create_model(request)
+    sensor = HappyRobotModelSensor(task_id="wait", model_id="{{ model }}", conn_id="hr", start_from_trigger=True)
+    trigger = LifecycleTrigger(**sensor.start_trigger_args.trigger_kwargs)
+    trigger.model_id = model["id"]  # what the triggerer's render_template_fields writes
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            await trigger.cleanup()
+            return event.payload
+
+    event = asyncio.run(first_event())
+    assert event == {"status": "success", "state": "active", "ref": {"model_id": model["id"]}}
+
+
+def test_a_sensor_set_to_start_from_the_trigger_still_works_where_a_worker_starts_it(run_dag, sandbox, oci_vision_conn):
+    """dag.test (like Airflow 3.2's scheduler) does not start tasks in the triggerer: the sensor then runs as
+    a deferrable one, poking once and deferring to the same trigger. That Airflow 3.3's scheduler starts
+    it in the triggerer with no worker at all is proven on real components in tests/e2e/test_production.py."""
+    from airflow.sdk import DAG
+
+    with DAG("start_from_trigger_vision", schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
+        OCIVisionCreateModelOperator(
+            task_id="train", **vision_arguments(conn_id="oci_vision", wait_for_completion=False)
+        ) >> OCIVisionModelSensor(
+            task_id="wait", conn_id="oci_vision", model_id=TEMPLATED_ID, start_from_trigger=True, poke_interval=0.2
+        )
+    result = run_dag(dag, {"oci_vision": oci_vision_conn})
+    assert result.state == "success"
+    assert result.xcom("wait")["lifecycleState"] == "ACTIVE"
+    assert result.xcom("wait")["id"] == result.xcom("train")["id"]
