@@ -175,17 +175,7 @@ def task_instance_state(dag_id: str, task_id: str, run_id: str, map_index: int |
     return None if state is None else str(getattr(state, "value", state))
 
 
-def cancel_reason(ti: Any, logger: Any = None) -> str | None:
-    """Why the work should stop ("marked failed"), or None when it must go on (logged, with the reason)."""
-    logger = logger or log
-    if ti is None:
-        logger.info("Not cancelling: no task instance to ask why the task stopped")
-        return None
-    try:
-        state = task_instance_state(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
-    except Exception as exc:  # not knowing why means not cancelling: the work may have only moved
-        logger.warning("Not cancelling: could not read the task instance's state (%s)", type(exc).__name__)
-        return None
+def _decide(ti: Any, state: str | None, logger: Any) -> str | None:
     if state in CANCEL_STATES:
         return f"the task was marked {state}"
     logger.info(
@@ -196,6 +186,66 @@ def cancel_reason(ti: Any, logger: Any = None) -> str | None:
     return None
 
 
+def cancel_reason(ti: Any, logger: Any = None) -> str | None:
+    """Why the work should stop ("the task was marked failed"), or None when it must go on (logged, with
+    the reason). From a task process (its supervisor answers)."""
+    logger = logger or log
+    if ti is None:
+        logger.info("Not cancelling: no task instance to ask why the task stopped")
+        return None
+    try:
+        state = task_instance_state(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
+    except Exception as exc:  # not knowing why means not cancelling: the work may have only moved
+        logger.warning("Not cancelling: could not read the task instance's state (%s)", type(exc).__name__)
+        return None
+    return _decide(ti, state, logger)
+
+
+def state_read_budget() -> float:
+    """Seconds the triggerer may take to answer the task instance's state: what Airflow's bound on a
+    trigger's on_kill (``[triggerer] on_kill_timeout``, 30 s by default) leaves after the cancel itself.
+
+    The triggerer's first such question builds Airflow's in-process Execution API in its supervisor, which
+    takes tens of seconds on a loaded machine; a deployment that sees "did not say within" in its trigger
+    logs raises ``on_kill_timeout``."""
+    from airflow.sdk import conf
+
+    return max(1.0, conf.getfloat("triggerer", "on_kill_timeout", fallback=30.0) - CANCEL_BUDGET - 2.0)
+
+
 async def acancel_reason(ti: Any, logger: Any = None) -> str | None:
-    """:func:`cancel_reason` from the event loop (the supervisor call blocks, so it runs in a thread)."""
-    return await asyncio.to_thread(cancel_reason, ti, logger)
+    """:func:`cancel_reason` from a trigger, on the triggerer's event loop: the question goes through the
+    trigger runner's own async channel to its supervisor (no thread, no blocking of the loop)."""
+    logger = logger or log
+    if ti is None:
+        logger.info("Not cancelling: no task instance to ask why the task stopped")
+        return None
+    try:
+        budget = state_read_budget()
+        state = await asyncio.wait_for(_atask_instance_state(ti), timeout=budget)
+    except TimeoutError:
+        logger.warning("Not cancelling: Airflow did not say within %.0fs whether the task was marked failed", budget)
+        return None
+    except Exception as exc:
+        logger.warning("Not cancelling: could not read the task instance's state (%s)", type(exc).__name__)
+        return None
+    return _decide(ti, state, logger)
+
+
+async def _atask_instance_state(ti: Any) -> str | None:
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import GetTaskStates
+
+    comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
+    asend = getattr(comms, "asend", None)
+    if asend is None:  # not in a triggerer (a test's event loop): the synchronous question
+        return await asyncio.to_thread(
+            task_instance_state, ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1)
+        )
+    index = getattr(ti, "map_index", -1)
+    index = -1 if index is None else index
+    answer = await asend(GetTaskStates(dag_id=ti.dag_id, map_index=index, task_ids=[ti.task_id], run_ids=[ti.run_id]))
+    states = getattr(answer, "task_states", None) or {}
+    key = ti.task_id if index < 0 else f"{ti.task_id}_{index}"
+    state = (states.get(ti.run_id) or {}).get(key)
+    return None if state is None else str(getattr(state, "value", state))

@@ -46,7 +46,11 @@ def ti_state_is(monkeypatch: pytest.MonkeyPatch, state: str | None) -> list[tupl
         asked.append(args)
         return state
 
+    async def aread(ti: Any) -> str | None:  # the trigger's question, through the triggerer's async channel
+        return read(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
+
     monkeypatch.setattr(cancellation, "task_instance_state", read)
+    monkeypatch.setattr(cancellation, "_atask_instance_state", aread)
     return asked
 
 
@@ -194,12 +198,27 @@ def test_not_knowing_why_the_task_stopped_cancels_nothing(sandbox, oci_vision_ho
     slow(sandbox, "oci_vision", 600)
     ref = created_vision_model(oci_vision_hook)
 
-    def unreachable(*_args: Any) -> str:
+    async def unreachable(*_args: Any) -> str:
         raise ConnectionError("API server down")
 
-    monkeypatch.setattr(cancellation, "task_instance_state", unreachable)
+    monkeypatch.setattr(cancellation, "_atask_instance_state", unreachable)
     run_trigger_kill(vision_trigger(ref))
     assert vision_views(oci_vision_hook, ref["model_id"], ref["work_request_id"])[1]["status"] in RUNNING
+
+
+def test_an_unanswered_question_cancels_nothing_and_says_so(sandbox, oci_vision_hook, monkeypatch, capfd):
+    slow(sandbox, "oci_vision", 600)
+    ref = created_vision_model(oci_vision_hook)
+
+    async def never(*_args: Any) -> str:
+        await asyncio.sleep(3600)
+        return "failed"
+
+    monkeypatch.setattr(cancellation, "_atask_instance_state", never)
+    monkeypatch.setenv("AIRFLOW__TRIGGERER__ON_KILL_TIMEOUT", "1")  # leaves the question its floor of 1 s
+    run_trigger_kill(vision_trigger(ref))
+    assert vision_views(oci_vision_hook, ref["model_id"], ref["work_request_id"])[1]["status"] in RUNNING
+    assert "did not say within" in "".join(capfd.readouterr())
 
 
 def test_the_trigger_serialises_cancel_on_kill_and_restores_it():

@@ -116,6 +116,9 @@ class ProductionStack:
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
                 # A killed triggerer's triggers move to the other after this many seconds without a heartbeat.
                 "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
+                # A trigger's on_kill asks Airflow whether its task was marked failed; the triggerer's first
+                # such question builds its in-process Execution API, which takes tens of seconds here.
+                "AIRFLOW__TRIGGERER__ON_KILL_TIMEOUT": "120",
                 # A kill -9 worker's task is failed (and retried) after this many seconds without a heartbeat.
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
