@@ -41,7 +41,8 @@ def test_spec_state_is_ready_only_once_spec_is_filled():
     assert spec_state({"spec": None, "fileset": None}) == AWAITING_FILESET
     assert spec_state({"spec": {"family": "llama"}, "fileset": "ws/ckpt"}) == SPEC_READY
     assert resolve_spec(MODEL_SPEC_LIFECYCLE.key) is MODEL_SPEC_LIFECYCLE
-    assert MODEL_SPEC_LIFECYCLE.failure == frozenset({"SPEC_ANALYSIS_ERROR"})  # seen on the jobs API only
+    # Both seen on the jobs API only (the job ended error, or was cancelled).
+    assert MODEL_SPEC_LIFECYCLE.failure == frozenset({"SPEC_ANALYSIS_ERROR", "SPEC_ANALYSIS_CANCELLED"})
 
 
 def test_descriptions_name_workspace_and_entity():
