@@ -368,7 +368,7 @@ def test_cancel_logs_carry_no_secret(sandbox, nemo_conn, monkeypatch, caplog, ca
     monkeypatch.setenv("AIRFLOW_CONN_NEMO_SECRET", json.dumps(nemo_conn | {"password": token}))
     hook = NemoModelsHook(conn_id="nemo_secret")
     for name in ("one", "two"):
-        body = {"name": f"llm-{name}", "fileset": f"default/ckpt-{name}"}
+        body = {"name": f"llm-{name}", "fileset": "default/ckpt"}
         hook.request(ApiRequest("POST", "/apis/models/v2/workspaces/default/models", json=body))
     ti_state_is(monkeypatch, "failed")
     with caplog.at_level(logging.DEBUG):
