@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_modelreg.hooks.base import ModelRegHook
+    from airflow_provider_modelreg.lineage import ModelLineage
 
 DEFAULT_WAIT_TIMEOUT = 24 * 3600.0
 ON_FAILED_RESOURCE = ("fail", "recreate")
@@ -122,6 +123,27 @@ class CreateAndWaitOperator(BaseOperator):
         """What the task returns (plain JSON)."""
         return resource
 
+    def lineage(self, resource: Any) -> ModelLineage | None:
+        """What this task read and made, for OpenLineage (:mod:`airflow_provider_modelreg.lineage`)."""
+        return None
+
+    # -- OpenLineage (asked by the provider's listener once the task succeeded) ---------------------
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Inputs (the training data the task names) and output (the model or version it made), with the
+        ``modelRegistry`` facet. The OpenLineage provider is imported only here, when it asks."""
+        resource = getattr(self, "_final_resource", None)
+        found = None if resource is None else self.lineage(resource)
+        if found is None:
+            return None
+        from airflow_provider_modelreg.lineage import to_operator_lineage
+
+        return to_operator_lineage(found)
+
+    def _done(self, resource: Any) -> Any:
+        """The task's result: kept for lineage (the resource as read last), returned as XCom."""
+        self._final_resource = resource
+        return self.to_xcom(resource)
+
     # -- the shared flow ----------------------------------------------------------------------------
     @property
     def record_name(self) -> str:
@@ -154,7 +176,7 @@ class CreateAndWaitOperator(BaseOperator):
         task_state.remember(context, self.record_name, ref, claim=_claim_id(ref))
         self.log.info("%s: %s", self.lifecycle.describe(ref), self.lifecycle.state(self.lifecycle.unwrap(resource)))
         if not self.wait_for_completion:
-            return self.to_xcom(resource)
+            return self._done(resource)
         return self.wait(ref, resource)
 
     def reconnect(self, context: Context) -> tuple[Any] | None:
@@ -188,7 +210,7 @@ class CreateAndWaitOperator(BaseOperator):
         self._owned_ref = dict(ref)
         if obs.outcome == "success" or not self.wait_for_completion:
             self.log.info("%s is %s; not creating another", described, obs.state)
-            return (self.to_xcom(obs.resource),)
+            return (self._done(obs.resource),)
         return (self.wait(ref, data),)
 
     def discard_failed(self, ref: dict[str, Any], resource: Any) -> None:
@@ -227,7 +249,7 @@ class CreateAndWaitOperator(BaseOperator):
             self.cancel_owned(ref, "the task's execution_timeout ran out")
             raise
         self.log.info("%s ended %s", self.lifecycle.describe(ref), self.lifecycle.state(final))
-        return self.to_xcom(final)
+        return self._done(final)
 
     # -- cancel on kill ------------------------------------------------------------------------------
     def cancel_owned(self, ref: Mapping[str, Any] | None, why: str) -> None:
@@ -260,7 +282,7 @@ class CreateAndWaitOperator(BaseOperator):
         data = self.hook.request(self.lifecycle.read(event["ref"])).data
         resource = self.lifecycle.unwrap(data)
         self.log.info("%s ended %s", self.lifecycle.describe(event["ref"]), self.lifecycle.state(resource))
-        return self.to_xcom(resource)
+        return self._done(resource)
 
 
 # reconnect()'s answer when the recorded resource failed and the user asked for a new one.

@@ -13,6 +13,7 @@ from airflow_provider_modelreg import task_state
 from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, AmbiguousModel, HappyRobotHook
 from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.idempotency import create_once, generation
+from airflow_provider_modelreg.lineage import ModelLineage, service_dataset, unique
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
 from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
@@ -143,6 +144,20 @@ class HappyRobotCreateModelOperator(CreateAndWaitOperator):
         model, created = create_once(find=find, create=create, retry=hook.client.retry, logger=self.log)
         self.log.info("%s HappyRobot model %s (%s)", "Created" if created else "Adopting", model["id"], request.name)
         return model
+
+    def lineage(self, resource: dict[str, Any]) -> ModelLineage:
+        base = self.hook.client.base_url
+        use_case = resource.get("use_case_id") or self.use_case_id
+        samples = resource.get("train_sample_ids") or self.train_sample_ids or []
+        if isinstance(samples, str):
+            samples = [samples]
+        return ModelLineage(
+            output=service_dataset(base, f"models/{resource['id']}"),
+            service="happyrobot",
+            resource_id=str(resource["id"]),
+            state=self.lifecycle.state(resource),
+            inputs=unique([service_dataset(base, f"use-cases/{use_case}/samples/{s}") for s in samples]),
+        )
 
     def resource_ref(self, resource: dict[str, Any]) -> dict[str, Any]:
         return {"model_id": resource["id"]}

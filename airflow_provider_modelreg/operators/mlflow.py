@@ -30,6 +30,7 @@ from airflow_provider_modelreg.hooks.mlflow import (
 from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.idempotency import create_once, idempotency_key
 from airflow_provider_modelreg.lifecycle import at
+from airflow_provider_modelreg.lineage import DatasetName, ModelLineage, service_dataset, unique, uri_dataset
 from airflow_provider_modelreg.links.mlflow import MlflowRunLink
 from airflow_provider_modelreg.models.base import InvalidRequest, validate_request
 from airflow_provider_modelreg.models.mlflow import (
@@ -111,6 +112,16 @@ def _metric_points(metrics: Any, step: int, timestamp: int | None) -> list[dict[
 
 def _key_values(values: Any) -> list[dict[str, Any]]:
     return tag_list(values) or []
+
+
+def mlflow_namespace(hook: MlflowHook) -> str:
+    """The registry's lineage namespace: the server (open-source MLflow) or the platform's MLOps root (AIDP)."""
+    return hook.client.base_url.rstrip("/") + hook.registry_api.removesuffix("/api/2.0/mlflow")
+
+
+def mlflow_run_dataset(hook: MlflowHook, run_id: str) -> DatasetName:
+    # Run ids are unique per server: the run operator's output and a version's input name the same dataset.
+    return service_dataset(mlflow_namespace(hook), f"runs/{run_id}")
 
 
 class MlflowCreateRunOperator(CreateAndWaitOperator):
@@ -390,6 +401,16 @@ class MlflowCreateRunOperator(CreateAndWaitOperator):
     def resource_ref(self, resource: dict[str, Any]) -> dict[str, Any]:
         return {"api": self.hook.tracking_api, "run_id": str(resource["info"]["run_id"])}
 
+    def lineage(self, resource: dict[str, Any]) -> ModelLineage:
+        info = resource.get("info", resource)
+        run_id = str(info["run_id"])
+        return ModelLineage(
+            output=mlflow_run_dataset(self.hook, run_id),
+            service=self.hook.conn_type,
+            resource_id=run_id,
+            state=info.get("status"),
+        )
+
     def to_xcom(self, resource: dict[str, Any]) -> dict[str, Any]:
         info = resource.get("info", resource)
         run_id, experiment_id = str(info.get("run_id")), str(info.get("experiment_id"))
@@ -533,6 +554,28 @@ class MlflowCreateModelVersionOperator(CreateAndWaitOperator):
 
     def resource_ref(self, resource: dict[str, Any]) -> dict[str, Any]:
         return {"api": self.hook.registry_api, "name": resource["name"], "version": str(resource["version"])}
+
+    def lineage(self, resource: dict[str, Any]) -> ModelLineage:
+        source = str(resource.get("source") or self.source or "")
+        run_id = resource.get("run_id") or self.run_id
+        inputs: list[DatasetName | None] = []
+        if source.startswith("runs:/"):
+            # runs:/<run id>/<path>: the artifacts of that run on this server (the run's own dataset).
+            inputs.append(mlflow_run_dataset(self.hook, source.removeprefix("runs:/").split("/", 1)[0]))
+        elif source.startswith("models:/"):
+            inputs.append(service_dataset(mlflow_namespace(self.hook), source.removeprefix("models:/")))
+        elif source:
+            inputs.append(uri_dataset(source))
+        if run_id and str(run_id) not in ("", "None"):
+            inputs.append(mlflow_run_dataset(self.hook, str(run_id)))
+        return ModelLineage(
+            output=service_dataset(mlflow_namespace(self.hook), f"models/{resource['name']}"),
+            service=self.hook.conn_type,
+            resource_id=f"{resource['name']}/{resource['version']}",
+            version=str(resource["version"]),
+            state=resource.get("status"),
+            inputs=unique(inputs),
+        )
 
 
 # -- aliases and the champion/challenger gate (issue 17) --------------------------------------------------

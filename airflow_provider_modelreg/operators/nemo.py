@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_modelreg.hooks.nemo import MODEL_SPEC_LIFECYCLE, NemoModelsHook
 from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.idempotency import create_once, idempotency_key
+from airflow_provider_modelreg.lineage import ModelLineage, service_dataset, unique
 from airflow_provider_modelreg.models.nemo import CreateModelEntity, WorkspaceRef, entity_differences, validate_names
 from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
 
@@ -252,8 +253,26 @@ class NemoCreateModelOperator(CreateAndWaitOperator):
             self.log.info(
                 "%s has no fileset, so the platform generates no spec: not waiting", self.lifecycle.describe(ref)
             )
-            return self.to_xcom(resource)
+            return self._done(resource)
         return super().wait(ref, resource)
 
     def to_xcom(self, resource: Any) -> Any:
         return redact_entity(resource)
+
+    def lineage(self, resource: dict[str, Any]) -> ModelLineage:
+        base = self.nemo_hook.client.base_url
+        workspace = resource.get("workspace") or self.workspace or self.nemo_hook.default_workspace
+        fileset = resource.get("fileset") or self.fileset
+        inputs = []
+        if fileset:
+            # A bare fileset name lives in the model's workspace (the platform's rule).
+            qualified = fileset if "/" in fileset else f"{workspace}/{fileset}"
+            inputs.append(service_dataset(base, f"filesets/{qualified}"))
+        return ModelLineage(
+            output=service_dataset(base, f"models/{workspace}/{resource['name']}"),
+            service="nemo",
+            resource_id=f"{workspace}/{resource['name']}",
+            version=None if resource.get("version") is None else str(resource["version"]),
+            state=self.lifecycle.state(resource),
+            inputs=unique(inputs),
+        )

@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_modelreg.hooks.oci_vision import MODEL_LIFECYCLE, OCIVisionHook
 from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.idempotency import idempotency_key
+from airflow_provider_modelreg.lineage import ModelLineage, oci_dataset, service_dataset, unique
 from airflow_provider_modelreg.links.oci_vision import OCIVisionModelLink
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.oci_vision import CreateModelDetails
@@ -148,6 +149,25 @@ class OCIVisionCreateModelOperator(CreateAndWaitOperator):
             "OCI Vision model %s (%s), work request %s", model["id"], request.display_name, created.work_request_id
         )
         return model
+
+    def lineage(self, resource: dict[str, Any]) -> ModelLineage:
+        # The datasets as the model names them (camelCase), else as given to the task.
+        datasets = [
+            oci_dataset(resource.get(camel) or getattr(self, snake))
+            for snake, camel in (
+                ("training_dataset", "trainingDataset"),
+                ("testing_dataset", "testingDataset"),
+                ("validation_dataset", "validationDataset"),
+            )
+        ]
+        return ModelLineage(
+            output=service_dataset(self.hook.client.base_url, f"models/{resource['id']}"),
+            service="oci_vision",
+            resource_id=str(resource["id"]),
+            version=resource.get("modelVersion"),
+            state=self.lifecycle.state(resource),
+            inputs=unique(datasets),
+        )
 
     def resource_ref(self, resource: dict[str, Any]) -> dict[str, Any]:
         ref = {"model_id": resource["id"]}
