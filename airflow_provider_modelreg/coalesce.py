@@ -257,3 +257,29 @@ async def _fetch(
 def _prune(group: _Group, now: float) -> None:
     for member in [m for m, until in group.askers.items() if until < now]:
         del group.askers[member]
+
+
+# -- shared polls (registry watchers) ----------------------------------------------------------------------
+@dataclass
+class _Poll:
+    started: float
+    result: asyncio.Future[Any]
+
+
+_polls: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, _Poll]] = weakref.WeakKeyDictionary()
+
+
+async def shared_poll(key: Hashable, fetch: Callable[[], Any], *, max_age: float) -> Any:
+    """One ``fetch()`` (a coroutine function) for every caller of one event loop asking for ``key`` within
+    ``max_age`` seconds of its start: watchers of one registered model share a single read per interval.
+
+    A fetch that failed is not reused (the next caller fetches anew); each joiner gets its exception.
+    """
+    loop = asyncio.get_running_loop()
+    polls = _polls.setdefault(loop, {})
+    now = loop.time()
+    poll = polls.get(key)
+    if poll is None or now - poll.started > max_age or (poll.result.done() and poll.result.exception()):
+        poll = polls[key] = _Poll(now, asyncio.ensure_future(fetch()))
+        stats["shared_polls"] = stats.get("shared_polls", 0) + 1
+    return await asyncio.shield(poll.result)
