@@ -1,0 +1,86 @@
+"""The approval example: a person's answer, given through Airflow's HITL REST API, decides the promotion."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts.hitl_responder import HitlResponder
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
+
+pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
+
+
+@pytest.fixture
+def dags(airflow_db: None) -> dict[str, Any]:
+    """This test's own copies of the two DAGs, registering a model of its own on the session's server."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    name = f"approval-{uuid.uuid4().hex[:8]}"
+    found = {}
+    for dag_id in ("mlflow_log_and_register", "approve_and_promote"):
+        found[dag_id] = DagBag(str(EXAMPLES / f"{dag_id}.py")).dags[dag_id]
+    found["name"] = name
+    return found
+
+
+def run_with_conf(dag: Any, conf: dict[str, Any]) -> Any:
+    """As the ``run_dag`` fixture, with a run conf (the model name of this test)."""
+    import os
+
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from conftest import DagRunResult
+
+    DagBundlesManager().sync_bundles_to_db()
+    bag = DagBag(dag_folder=os.devnull)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+    return DagRunResult(dag.test(run_conf=conf))
+
+
+def run_both(
+    dags: dict[str, Any], mlflow_conn: dict[str, Any], answer: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, HitlResponder]:
+    import json
+
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(mlflow_conn))
+    conf = {"model_name": dags["name"]}
+    assert run_with_conf(dags["mlflow_log_and_register"], conf).state == "success"
+    with HitlResponder(answer, dag_ids={"approve_and_promote"}) as responder:
+        result = run_with_conf(dags["approve_and_promote"], conf)
+    assert responder.errors == []
+    return result, responder
+
+
+def aliases(name: str) -> dict[str, str]:
+    from airflow_provider_modelreg.hooks.mlflow import get_aliases, mlflow_hook
+
+    return get_aliases(mlflow_hook("mlflow_default"), name)
+
+
+def test_an_approved_version_becomes_the_champion(dags, mlflow_conn, monkeypatch):
+    result, responder = run_both(dags, mlflow_conn, "Approve", monkeypatch)
+    assert result.state == "success", result.task_states()
+    assert result.task_state("set_champion") == "success"
+    assert responder.answered == [
+        {
+            "dag_id": "approve_and_promote",
+            "task_id": "approve_promotion",
+            "subject": f"Promote {dags['name']} version 1?",
+        }
+    ]
+    assert result.xcom("approve_promotion")["chosen_options"] == ["Approve"]
+    assert aliases(dags["name"]) == {"champion": "1"}
+
+
+def test_a_rejected_version_is_not_promoted(dags, mlflow_conn, monkeypatch):
+    result, responder = run_both(dags, mlflow_conn, "Reject", monkeypatch)
+    assert result.state == "success", result.task_states()
+    assert len(responder.answered) == 1
+    assert result.task_state("set_champion") == "skipped"
+    assert aliases(dags["name"]) == {}
