@@ -27,7 +27,12 @@ OCI_TENANCY = "ocid1.tenancy.oc1..demotenancy"
 OCI_USER = "ocid1.user.oc1..demouser"
 OCI_FINGERPRINT = "de:mo:00:00:00:00:00:00:00:00:00:00:00:00:00:00"
 # Asset-scheduled DAGs run after the DAGs that feed them.
-RUN_LAST = ("deploy_registered_models",)
+RUN_LAST = ("deploy_registered_models", "approve_and_promote")
+# Where the examples promote: (connection, registered model, alias); the summary prints the holder.
+PROMOTED = (
+    ("oci_aidp_default", "vision-defect-detector", "champion"),
+    ("mlflow_default", "defect-detector", "champion"),
+)
 
 
 def free_port() -> int:
@@ -177,8 +182,14 @@ def child_main(results_file: str, dags: list[str]) -> None:
     from airflow.cli import cli_parser
     from airflow.models.dagrun import DagRun
 
+    sys.path.insert(0, str(ROOT))
+    from scripts.hitl_responder import HitlResponder
+
     parser = cli_parser.get_parser()
-    with open(results_file, "a") as out:
+    # approve_and_promote asks a person before promoting: the demo answers "Approve" through Airflow's HITL
+    # REST API (the call the Required Actions UI makes), logged in dags.log.
+    responder = HitlResponder("Approve", dag_ids={"approve_and_promote"})
+    with open(results_file, "a") as out, responder:
         for index, dag_id in enumerate(dags, 1):
             out.write(json.dumps({"event": "start", "dag_id": dag_id, "index": index}) + "\n")
             out.flush()
@@ -195,6 +206,32 @@ def child_main(results_file: str, dags: list[str]) -> None:
                 + "\n"
             )
             out.flush()
+    for answer in responder.answered:
+        print(f"demo answered Approve to {answer['dag_id']}.{answer['task_id']}: {answer['subject']}", flush=True)
+    for error in responder.errors:
+        print(f"HITL responder error: {error}", flush=True)
+
+
+def alias_holders(env: dict[str, str]) -> list[str]:
+    """Which version holds each alias the examples promote, read with the provider's own hook."""
+    code = (
+        "import json, sys; from airflow_provider_modelreg.hooks.mlflow import get_aliases, mlflow_hook; "
+        "out = []\n"
+        "for conn_id, name, alias in json.loads(sys.argv[1]):\n"
+        "    try: out.append([conn_id, name, alias, get_aliases(mlflow_hook(conn_id), name).get(alias)])\n"
+        "    except Exception as exc: out.append([conn_id, name, alias, f'not readable: {exc}'])\n"
+        "print(json.dumps(out))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(PROMOTED)], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        return [f"  (could not read the aliases: {done.stderr.strip().splitlines()[-1:]})"]
+    lines = []
+    for conn_id, name, alias, version in json.loads(done.stdout.strip().splitlines()[-1]):
+        held = f"version {version}" if version and not str(version).startswith("not") else (version or "no version")
+        lines.append(f"  {name} ({conn_id}): alias {alias!r} -> {held}")
+    return lines
 
 
 def summarise(sandbox: str, mlflow: str | None) -> list[str]:
@@ -330,6 +367,9 @@ def main() -> int:
 
         print("\nWhat the example DAGs created:")
         for line in summarise(sandbox, mlflow):
+            print(line)
+        print("\nWho holds the alias after deploy_registered_models and approve_and_promote:")
+        for line in alias_holders(env):
             print(line)
         failed = [d for d, s in results.items() if s != "success"]
         print(f"\n{len(results) - len(failed)} of {len(results)} DAG runs succeeded in {time.monotonic() - t0:.0f}s")

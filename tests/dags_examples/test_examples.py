@@ -18,6 +18,7 @@ EXPECTED = {
     "register_nemo_pipeline",
     "retrain_many_mapped",
     "deploy_registered_models",
+    "approve_and_promote",
 }
 REGISTERING = {"retrain_vision_pipeline", "retrain_happyrobot_pipeline", "register_nemo_pipeline"}
 
@@ -63,7 +64,11 @@ def example_connections(happyrobot_conn, oci_vision_conn, aidp_conn, mlflow_conn
 @pytest.mark.mlflow_server
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED))
 def test_example_runs_against_the_sandbox(dagbag, run_dag, sandbox, example_connections, dag_id):
-    result = run_dag(dagbag.dags[dag_id], example_connections)
+    from scripts.hitl_responder import HitlResponder
+
+    # approve_and_promote waits for a person when the gate says promote: answered as ./dev demo does.
+    with HitlResponder("Approve", dag_ids={"approve_and_promote"}):
+        result = run_dag(dagbag.dags[dag_id], example_connections)
     assert result.state == "success", result.task_states()
 
 
