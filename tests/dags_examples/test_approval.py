@@ -12,7 +12,22 @@ from scripts.hitl_responder import HitlResponder
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
 
-pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
+
+def _airflow_before_3_3() -> bool:
+    from airflow import __version__
+    from packaging.version import Version
+
+    return Version(__version__) < Version("3.3")
+
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.mlflow_server,
+    # Before 3.3 the approval waits in HITLTrigger, and dag.test()'s in-process supervisor of Airflow 3.2
+    # does not answer the trigger's GetHITLDetailResponse (the triggerer does): the trigger reads None and
+    # fails. In a real deployment on 3.2 the triggerer serves it; dag.test() cannot show it.
+    pytest.mark.skipif(_airflow_before_3_3(), reason="dag.test() on Airflow 3.2 cannot run HITLTrigger inline"),
+]
 
 
 @pytest.fixture
