@@ -62,6 +62,10 @@ def lineage_events(
             "PYTHONPATH": os.pathsep.join([str(CHILD.parents[1]), env.get("PYTHONPATH", "")]),
         }
     )
+    from airflow.configuration import conf
+
+    # The child writes to this test session's metadata DB, whatever an earlier test did to the environment.
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = conf.get("database", "sql_alchemy_conn")
     out = subprocess.run([sys.executable, str(CHILD)], env=env, capture_output=True, text=True, timeout=240)
     assert "DAG RUN STATE success" in out.stdout, out.stdout[-3000:] + out.stderr[-3000:]
     complete: dict[str, dict[str, Any]] = {}

@@ -43,31 +43,23 @@ def dags(airflow_db: None) -> dict[str, Any]:
     return found
 
 
-def run_with_conf(dag: Any, conf: dict[str, Any]) -> Any:
-    """As the ``run_dag`` fixture, with a run conf (the model name of this test)."""
-    import os
-
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-    from conftest import DagRunResult
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
-    return DagRunResult(dag.test(run_conf=conf))
+def run_with_conf(run_dag: Any, dag: Any, conf: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The ``run_dag`` fixture, with a run conf (the model name of this test) given to ``dag.test``."""
+    test = dag.test
+    monkeypatch.setattr(dag, "test", lambda: test(run_conf=conf))
+    return run_dag(dag)
 
 
 def run_both(
-    dags: dict[str, Any], mlflow_conn: dict[str, Any], answer: str, monkeypatch: pytest.MonkeyPatch
+    run_dag: Any, dags: dict[str, Any], mlflow_conn: dict[str, Any], answer: str, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Any, HitlResponder]:
     import json
 
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(mlflow_conn))
     conf = {"model_name": dags["name"]}
-    assert run_with_conf(dags["mlflow_log_and_register"], conf).state == "success"
+    assert run_with_conf(run_dag, dags["mlflow_log_and_register"], conf, monkeypatch).state == "success"
     with HitlResponder(answer, dag_ids={"approve_and_promote"}) as responder:
-        result = run_with_conf(dags["approve_and_promote"], conf)
+        result = run_with_conf(run_dag, dags["approve_and_promote"], conf, monkeypatch)
     assert responder.errors == []
     return result, responder
 
@@ -78,8 +70,8 @@ def aliases(name: str) -> dict[str, str]:
     return get_aliases(mlflow_hook("mlflow_default"), name)
 
 
-def test_an_approved_version_becomes_the_champion(dags, mlflow_conn, monkeypatch):
-    result, responder = run_both(dags, mlflow_conn, "Approve", monkeypatch)
+def test_an_approved_version_becomes_the_champion(run_dag, dags, mlflow_conn, monkeypatch):
+    result, responder = run_both(run_dag, dags, mlflow_conn, "Approve", monkeypatch)
     assert result.state == "success", result.task_states()
     assert result.task_state("set_champion") == "success"
     assert responder.answered == [
@@ -93,8 +85,8 @@ def test_an_approved_version_becomes_the_champion(dags, mlflow_conn, monkeypatch
     assert aliases(dags["name"]) == {"champion": "1"}
 
 
-def test_a_rejected_version_is_not_promoted(dags, mlflow_conn, monkeypatch):
-    result, responder = run_both(dags, mlflow_conn, "Reject", monkeypatch)
+def test_a_rejected_version_is_not_promoted(run_dag, dags, mlflow_conn, monkeypatch):
+    result, responder = run_both(run_dag, dags, mlflow_conn, "Reject", monkeypatch)
     assert result.state == "success", result.task_states()
     assert len(responder.answered) == 1
     assert result.task_state("set_champion") == "skipped"
