@@ -50,7 +50,7 @@ def build_dag():  # type: ignore[no-untyped-def]
         NemoCreateModelOperator(
             task_id="nemo",
             name="lineage-llm",
-            fileset="default/lineage-checkpoint",
+            fileset="default/ckpt",  # one of the filesets the nemo_conn fixture uploads
             poll_interval=0.2,
         )
         run = MlflowCreateRunOperator(task_id="run", conn_id="mlflow_default", experiment_name="lineage")
@@ -75,7 +75,9 @@ def main() -> None:
     bag = DagBag(dag_folder=os.devnull)
     bag.bag_dag(dag)
     sync_bag_to_db(bag, "dags-folder", None)
-    print("DAG RUN STATE", dag.test().state, flush=True)
+    run = dag.test()
+    print("TASK STATES", {ti.task_id: str(ti.state) for ti in run.get_task_instances()}, flush=True)
+    print("DAG RUN STATE", run.state, flush=True)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,8 @@ def lineage_events(
     # The child writes to this test session's metadata DB, whatever an earlier test did to the environment.
     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = conf.get("database", "sql_alchemy_conn")
     out = subprocess.run([sys.executable, str(CHILD)], env=env, capture_output=True, text=True, timeout=240)
-    assert "DAG RUN STATE success" in out.stdout, out.stdout[-3000:] + out.stderr[-3000:]
+    states = next((line for line in out.stdout.splitlines() if line.startswith("TASK STATES")), "no task states")
+    assert "DAG RUN STATE success" in out.stdout, f"{states}\n{out.stdout[-3000:]}{out.stderr[-3000:]}"
     complete: dict[str, dict[str, Any]] = {}
     for line in events_file.read_text().splitlines():
         event = json.loads(line)
@@ -108,7 +109,7 @@ def test_every_create_operator_reports_its_training_data_and_its_model(lineage_e
     assert model["facets"]["modelRegistry"]["lifecycleState"] == "active"
 
     nemo = lineage_events["nemo"]
-    assert _names(nemo["inputs"]) == [(base, "filesets/default/lineage-checkpoint")]
+    assert _names(nemo["inputs"]) == [(base, "filesets/default/ckpt")]
     [model] = nemo["outputs"]
     assert (model["name"], model["facets"]["modelRegistry"]["id"]) == (
         "models/default/lineage-llm",
