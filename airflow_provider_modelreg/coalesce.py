@@ -23,7 +23,9 @@ serialised with a trigger, so a trigger still serialises to primitives and can r
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import math
 import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -137,6 +139,7 @@ class _Group:
     fetched_at: float = float("-inf")
     inflight: asyncio.Future[dict[str, Any] | None] | None = None
     inflight_started: float = float("-inf")
+    joiners: list[asyncio.Future[dict[str, Any] | None]] = field(default_factory=list)
     pages: int = 1
     # member -> until when it counts as a wait of this group (see ASKER_GRACE)
     askers: dict[str, float] = field(default_factory=dict)
@@ -149,6 +152,15 @@ _groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ..
 )
 # Counters for tests and benchmarks: list pages fetched, waits served by a list, own reads.
 stats = {"list_pages": 0, "served": 0, "alone": 0}
+
+
+def remembered(spec: LifecycleSpec, resource: Any) -> Any:
+    """What a wait keeps of the resource it saw, to pass as ``previous`` to its next :func:`aread`: only the
+    fields its spec's list keeps (``ListRead.keep``), not the whole resource its own read gave (~1.5 KB)."""
+    lr = spec.list_read
+    if lr is None or lr.keep is None or not isinstance(resource, Mapping) or len(resource) <= len(lr.keep):
+        return resource
+    return {k: resource[k] for k in lr.keep if k in resource}
 
 
 async def aread(
@@ -165,17 +177,13 @@ async def aread(
     ``previous`` is the resource this wait saw last (None at first); ``final`` says this read is at or after
     the wait's deadline (it then goes alone).
     """
-    lr: ListRead | None = getattr(spec, "list_read", None)
+    lr: ListRead | None = spec.list_read
     key = None if lr is None or final else lr.group(ref, previous)
     if lr is None or key is None:
         return await _alone(client, spec, ref)
     loop = asyncio.get_running_loop()
-    groups = _groups.setdefault(loop, {})
-    # A client's settings do not change after it is built: its share key is computed once (a digest).
-    share = client.__dict__.get("_coalesce_share_key") or client.__dict__.setdefault(
-        "_coalesce_share_key", client.share_key()
-    )
-    gkey = (spec.key, share, key)
+    groups = _loop_groups(loop)
+    gkey = (spec.key, _share_key(client), key)
     group = groups.get(gkey)
     if group is None:
         group = groups[gkey] = _Group()
@@ -191,8 +199,14 @@ async def aread(
     else:
         if group.inflight is None or now - group.inflight_started > max_age:
             group.inflight_started = now
-            group.inflight = asyncio.ensure_future(_fetch(client, spec, lr, key, group, poll_interval, groups, gkey))
-        snapshot = await asyncio.shield(group.inflight)
+            group.joiners = []
+            group.inflight = asyncio.ensure_future(
+                _fetch_for(group.joiners, client, spec, lr, key, group, poll_interval, groups, gkey)
+            )
+        # Each wait awaits a future of its own (cancelling one wait cancels neither the list nor another wait).
+        joined: asyncio.Future[dict[str, Any] | None] = loop.create_future()
+        group.joiners.append(joined)
+        snapshot = await joined
     item = None if snapshot is None else snapshot.get(member)
     if item is None:
         return await _alone(client, spec, ref)
@@ -200,9 +214,62 @@ async def aread(
     return item
 
 
+_last_loop: tuple[weakref.ref[asyncio.AbstractEventLoop] | None, dict[tuple[Any, ...], _Group]] = (None, {})
+
+
+def _loop_groups(loop: asyncio.AbstractEventLoop) -> dict[tuple[Any, ...], _Group]:
+    # Every poll asks for its loop's groups: the last loop's are kept at hand (a WeakKeyDictionary lookup
+    # makes a weak reference each time).
+    global _last_loop
+    last, groups = _last_loop
+    if last is not None and last() is loop:
+        return groups
+    groups = _groups.setdefault(loop, {})
+    _last_loop = (weakref.ref(loop), groups)
+    return groups
+
+
+def _share_key(client: ServiceClient) -> str:
+    # A client's settings do not change after it is built: its share key is computed once (a digest).
+    return client.__dict__.get("_coalesce_share_key") or client.__dict__.setdefault(
+        "_coalesce_share_key", client.share_key()
+    )
+
+
+_own_read_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def _alone(client: ServiceClient, spec: LifecycleSpec, ref: Mapping[str, Any]) -> Any:
     stats["alone"] += 1
-    return (await client.arequest(spec.read(ref))).data
+    # Own reads wait for a slot (as many as the client's pool lets in) before anything of the read is made:
+    # 10,000 waits starting at once then each hold a future while queueing, not a task, a request and a chain
+    # of coroutines (~2.5 KB each).
+    slots = _own_read_slots.setdefault(asyncio.get_running_loop(), {})
+    share = _share_key(client)
+    slot = slots.get(share)
+    if slot is None:
+        slot = slots[share] = asyncio.Semaphore(max(1, int(client.max_connections)))
+    async with slot:
+        # In a task of its own: httpcore's anyio backend keeps per-task state (a TaskState and a weak
+        # reference) for as long as the task that sent lives, and a wait's task lives as long as the wait.
+        return await asyncio.ensure_future(_read(client, spec.read(ref)))
+
+
+async def _read(client: ServiceClient, req: ApiRequest) -> Any:
+    return (await client.arequest(req)).data
+
+
+async def _fetch_for(joiners: list[asyncio.Future[dict[str, Any] | None]], *args: Any) -> dict[str, Any] | None:
+    items = None
+    try:
+        items = await _fetch(*args)
+        return items
+    finally:  # a list that failed or was cancelled answers None: its waits read on their own
+        for joined in joiners:
+            if not joined.done():
+                joined.set_result(items)
 
 
 async def _fetch(
@@ -231,14 +298,18 @@ async def _fetch(
                     raise RuntimeError(f"more than {MAX_PAGES} pages")
                 response = await fetcher.arequest(req)
                 stats["list_pages"] += 1
+                state, unwrap, in_progress = spec.state, spec.unwrap, spec.in_progress
+                item_id, keep = lr.item_id, lr.keep
                 for item in lr.paging.items(response):
-                    if spec.state(spec.unwrap(item)) not in spec.in_progress:
+                    if state(unwrap(item)) not in in_progress:
                         continue  # any other state is read on its own
-                    ident = lr.item_id(item)
+                    ident = item_id(item)
                     if ident is not None:
-                        kept = item if lr.keep is None else {k: item[k] for k in lr.keep if k in item}
-                        items[str(ident)] = kept
+                        items[ident if type(ident) is str else str(ident)] = (
+                            item if keep is None else {k: item[k] for k in keep if k in item}
+                        )
                 req = lr.paging.next(req, response)
+                del response  # not held (a page of whole items) while the next page is read
     except Exception as exc:  # never a wait's outcome: own reads answer instead
         log.warning("%s: listing %r failed, reading one by one for now: %s", spec.noun, key, exc)
         group.failed_until = loop.time() + poll_interval * FAILURE_PAUSE_INTERVALS
@@ -283,3 +354,51 @@ async def shared_poll(key: Hashable, fetch: Callable[[], Any], *, max_age: float
         poll = polls[key] = _Poll(now, asyncio.ensure_future(fetch()))
         stats["shared_polls"] = stats.get("shared_polls", 0) + 1
     return await asyncio.shield(poll.result)
+
+
+# -- one timer per tick, shared by every sleeping wait of the loop -------------------------------------------
+# A wait sleeping between two polls costs, with asyncio.sleep, a coroutine, a future, a timer handle, a copy
+# of its context and a Python-level heap comparison per push and pop among 10,000 timers. Here the waits due
+# in one tick share one timer: each holds only its own future, woken at or after its own time (never early,
+# at most TICK late), so each keeps its own poll interval and deadline.
+TICK = 1 / 32
+
+
+class _Ticks:
+    # Holds no reference to its loop: it is the value of a WeakKeyDictionary keyed by that loop.
+    __slots__ = ("context", "due")
+
+    def __init__(self) -> None:
+        self.due: dict[int, list[asyncio.Future[None]]] = {}
+        self.context = contextvars.Context()  # the timer callbacks run in no wait's context
+
+    def sleep(self, loop: asyncio.AbstractEventLoop, delay: float) -> asyncio.Future[None]:
+        slot = math.ceil((loop.time() + delay) / TICK)
+        sleepers = self.due.get(slot)
+        if sleepers is None:
+            sleepers = self.due[slot] = []
+            loop.call_at(slot * TICK, self._wake, slot, context=self.context)
+        future = loop.create_future()
+        sleepers.append(future)
+        return future
+
+    def _wake(self, slot: int) -> None:
+        for future in self.due.pop(slot, ()):
+            if not future.done():  # a cancelled wait cancelled its own future, nobody else's
+                future.set_result(None)
+
+
+_ticks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticks] = weakref.WeakKeyDictionary()
+_last_ticks: tuple[weakref.ref[asyncio.AbstractEventLoop] | None, _Ticks] = (None, _Ticks())
+
+
+def sleep(delay: float) -> asyncio.Future[None]:
+    """``await sleep(delay)`` is ``await asyncio.sleep(delay)`` for a waiting trigger, on the loop's shared
+    ticks (a future, not a coroutine: one object fewer per sleeping wait)."""
+    global _last_ticks
+    loop = asyncio.get_running_loop()
+    last, ticks = _last_ticks
+    if last is None or last() is not loop:
+        ticks = _ticks.get(loop) or _ticks.setdefault(loop, _Ticks())
+        _last_ticks = (weakref.ref(loop), ticks)
+    return ticks.sleep(loop, delay)

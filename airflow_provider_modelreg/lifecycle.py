@@ -16,9 +16,10 @@ import importlib
 import logging
 import math
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -37,6 +38,16 @@ Outcome = Literal["success", "failure", "waiting"]
 def at(path: str) -> Callable[[Any], Any]:
     """A reader for a dotted path in a JSON document; missing keys read as None, never KeyError."""
     parts = path.split(".")
+    if len(parts) == 1:
+        # The common case, read for every item of every coalesced list: a plain dict needs no ABC check.
+        key = parts[0]
+
+        def read_one(doc: Any) -> Any:
+            if type(doc) is dict:
+                return doc.get(key)
+            return doc.get(key) if isinstance(doc, Mapping) else None
+
+        return read_one
 
     def read(doc: Any) -> Any:
         for part in parts:
@@ -126,8 +137,9 @@ def resolve_spec(key: str) -> LifecycleSpec:
     return spec
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
+    # A tuple, not a dataclass: cheap to make on every poll, and untracked by the garbage collector once it
+    # holds only strings and an untracked resource.
     outcome: Outcome
     state: str | None
     resource: Any
@@ -143,28 +155,45 @@ class LifecycleTimeout(Exception):
 
 
 class Waiter:
-    """Evaluates observations of one resource against its spec; logs each unknown state once."""
+    """Evaluates observations of one resource against its spec; logs each unknown state once.
+
+    Slotted and lean: a triggerer keeps one per deferred wait (10,000 of them), and every full garbage
+    collection walks them all.
+    """
+
+    __slots__ = ("_label", "_unknown_seen", "log", "ref", "spec")
 
     def __init__(self, spec: LifecycleSpec, ref: Mapping[str, Any], logger: Any = None) -> None:
         self.spec = spec
-        self.ref = dict(ref)
+        self.ref = ref if type(ref) is dict else dict(ref)
         self.log = logger or log
-        self._unknown_seen: set[str] = set()
+        self._unknown_seen: set[str] | None = None  # made on the first unknown state
+        self._label: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``spec.describe(ref)``, made once: every log line and message of the wait starts with it."""
+        if self._label is None:
+            self._label = self.spec.describe(self.ref)
+        return self._label
 
     def evaluate(self, data: Any) -> Observation:
-        resource = self.spec.unwrap(data)
-        raw_state = self.spec.state(resource)
-        state = None if raw_state is None else str(raw_state)
-        if state in self.spec.success:
+        spec = self.spec
+        resource = spec.unwrap(data)
+        raw_state = spec.state(resource)
+        state = raw_state if raw_state is None or type(raw_state) is str else str(raw_state)
+        if state in spec.success:
             return Observation("success", state, resource)
-        if state in self.spec.failure:
-            return Observation("failure", state, resource, self.spec.reason(resource))
-        if state not in self.spec.in_progress and state not in self._unknown_seen:
+        if state in spec.failure:
+            return Observation("failure", state, resource, spec.reason(resource))
+        if state in spec.in_progress:
+            return Observation("waiting", state, resource)
+        if self._unknown_seen is None:
+            self._unknown_seen = set()
+        if state not in self._unknown_seen:
             self._unknown_seen.add(str(state))
             self.log.warning(
-                "%s is in state %r, which is not a known state; waiting as if in progress",
-                self.spec.describe(self.ref),
-                state,
+                "%s is in state %r, which is not a known state; waiting as if in progress", self.label, state
             )
         return Observation("waiting", state, resource)
 
@@ -180,7 +209,7 @@ class Waiter:
         return Observation("failure", failed[0], obs.resource, failed[1]) if failed else obs
 
     def failure_message(self, obs: Observation, details: Any = None) -> str:
-        parts = [f"{self.spec.describe(self.ref)} ended {obs.state}"]
+        parts = [f"{self.label} ended {obs.state}"]
         if obs.reason:
             parts.append(obs.reason)
         if details is not None and (text := self.spec.format_details(details)):
@@ -188,7 +217,7 @@ class Waiter:
         return ": ".join(parts)
 
     def timeout_message(self, state: str | None) -> str:
-        return f"{self.spec.describe(self.ref)} was still {state} when the wait timed out"
+        return f"{self.label} was still {state} when the wait timed out"
 
 
 def wait_sync(
@@ -306,10 +335,17 @@ class LifecycleTrigger(BaseTrigger):
             return self.ref
         return {name: str(getattr(self, name)) for name in self.ref_fields if getattr(self, name) not in (None, "")}
 
+    @property
+    def log(self) -> Any:
+        # One logger for every wait of the class: LoggingMixin would build one per trigger (~10 objects
+        # each, walked by every full garbage collection). The triggerer routes a line to its task's log by
+        # the context variables it binds per trigger, not by the logger object.
+        return type(self).logger()
+
     async def _aclient(self, spec: LifecycleSpec) -> ServiceClient:
-        # One client (one connection pool) for the whole wait; closed in cleanup().
+        # One client for the whole wait, shared with every wait of the same identity; released in cleanup().
         if self._client is None:
-            self._client = await spec.hook_class().aclient_for(self.conn_id)
+            self._client = await _acquire_client(spec.hook_class(), self.conn_id)
         return self._client
 
     async def _cancel(self, spec: LifecycleSpec, ref: Mapping[str, Any], why: str) -> None:
@@ -338,11 +374,13 @@ class LifecycleTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         spec = resolve_spec(self.spec)
         ref = self.resource_ref()
-        waiter = Waiter(spec, ref, self.log)
+        log = self.log
+        waiter = Waiter(spec, ref, log)
         end_time = math.inf if self.end_time is None else self.end_time
         try:
             client = await self._aclient(spec)
             seen: Any = None
+            logged_state: Any = _NOTHING_LOGGED
             while True:
                 # One list serves every wait of its group where the spec says how (coalesce.py).
                 try:
@@ -360,15 +398,15 @@ class LifecycleTrigger(BaseTrigger):
                     if not exc.retryable or left <= 0:
                         raise
                     pause = min(self.poll_interval, max(left, 0.01))
-                    self.log.warning("%s could not be read (%s); next check in %.1fs", spec.describe(ref), exc, pause)
-                    await asyncio.sleep(pause)
+                    log.warning("%s could not be read (%s); next check in %.1fs", waiter.label, exc, pause)
+                    await coalesce.sleep(pause)
                     continue
                 obs = waiter.evaluate(data)
-                seen = obs.resource
-                if watch := waiter.watch_request(obs):
+                seen = coalesce.remembered(spec, obs.resource)
+                if spec.watch is not None and (watch := waiter.watch_request(obs)):
                     obs = waiter.watched(obs, (await client.arequest(watch)).data)
                 if obs.outcome != "waiting":
-                    self.log.info("%s reached %s; resuming the task", spec.describe(ref), obs.state)
+                    log.info("%s reached %s; resuming the task", waiter.label, obs.state)
                 if obs.outcome == "success":
                     yield TriggerEvent({"status": "success", "state": obs.state, "ref": ref})
                     return
@@ -378,7 +416,7 @@ class LifecycleTrigger(BaseTrigger):
                         try:
                             details = (await client.arequest(extra)).data
                         except ServiceError as exc:
-                            self.log.warning("could not read failure details: %s", exc)
+                            log.warning("could not read failure details: %s", exc)
                     message = waiter.failure_message(obs, details)
                     yield TriggerEvent({"status": "failure", "state": obs.state, "message": message})
                     return
@@ -390,16 +428,86 @@ class LifecycleTrigger(BaseTrigger):
                     yield TriggerEvent({"status": "timeout", "state": obs.state, "message": message})
                     return
                 pause = min(self.poll_interval, max(remaining, 0.01))
-                self.log.info("%s is %s; next check in %.1fs", spec.describe(ref), obs.state, pause)
-                await asyncio.sleep(pause)
+                # The first check and each change of state are logged; a check that finds the state unchanged
+                # only at debug level (10,000 waits would otherwise log 10,000 lines per poll interval).
+                if obs.state != logged_state:
+                    logged_state = obs.state
+                    log.info("%s is %s; next check in %.1fs", waiter.label, obs.state, pause)
+                else:
+                    log.debug("%s is still %s; next check in %.1fs", waiter.label, obs.state, pause)
+                del obs
+                await coalesce.sleep(pause)
         except ServiceError as exc:
-            self.log.warning("%s: giving up: %s", spec.describe(ref), exc)
+            log.warning("%s: giving up: %s", waiter.label, exc)
             yield TriggerEvent({"status": "error", "message": str(exc)})
 
     async def cleanup(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        client, self._client = self._client, None
+        if client is not None:
+            await _release_client(client)
+
+
+_NOTHING_LOGGED = object()
+
+
+# -- clients shared by the waits of one event loop ----------------------------------------------------
+class _LoopClients:
+    """The ServiceClients the waits of one event loop use: one per identity (:meth:`ServiceClient.share_key`),
+    counted by reference, and the connection fetches in flight, one per (hook, connection id).
+
+    10,000 waits of one connection then hold one client, not 10,000 (each a dozen objects the garbage
+    collector walks), and a triggerer starting them fetches the connection a few times, not 10,000 times.
+    Two clients with one share key already share one pooled httpx client (http.SharedAsyncClient), so
+    sharing the ServiceClient changes nothing that is sent.
+    """
+
+    __slots__ = ("building", "clients", "users")
+
+    def __init__(self) -> None:
+        self.building: dict[tuple[Any, str], asyncio.Future[ServiceClient]] = {}
+        self.clients: dict[str, ServiceClient] = {}
+        self.users: dict[int, int] = {}  # id(client) -> waits using it
+
+
+_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = weakref.WeakKeyDictionary()
+
+
+async def _acquire_client(hook: type[ModelRegHook], conn_id: str) -> ServiceClient:
+    shared = _loop_clients.setdefault(asyncio.get_running_loop(), _LoopClients())
+    key = (hook, conn_id)
+    building = shared.building.get(key)
+    joined = building is not None
+    if building is None:
+        # Waits starting while this fetch is in flight use its answer (fetched after they started).
+        building = shared.building[key] = asyncio.ensure_future(hook.aclient_for(conn_id))
+        building.add_done_callback(
+            lambda done: shared.building.pop(key, None) if shared.building.get(key) is done else None
+        )
+    try:
+        client = await asyncio.shield(building)
+    except Exception:
+        if not joined:
+            raise
+        client = await hook.aclient_for(conn_id)  # its own error, not a copy of another wait's
+    identity = client.share_key()
+    client = shared.clients.setdefault(identity, client)
+    shared.users[id(client)] = shared.users.get(id(client), 0) + 1
+    return client
+
+
+async def _release_client(client: ServiceClient) -> None:
+    shared = _loop_clients.get(asyncio.get_running_loop())
+    users = 0 if shared is None else shared.users.get(id(client), 0) - 1
+    if users > 0:
+        assert shared is not None
+        shared.users[id(client)] = users
+        return
+    if shared is not None:
+        shared.users.pop(id(client), None)
+        for identity, known in list(shared.clients.items()):
+            if known is client:
+                del shared.clients[identity]
+    await client.aclose()
 
 
 def raise_for_event(event: Mapping[str, Any] | None, *, timeout_error: type[Exception]) -> None:

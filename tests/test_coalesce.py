@@ -179,3 +179,29 @@ def test_oci_vision_waits_share_one_list_per_compartment_and_project_with_the_sa
     assert coalesced == individual
     assert {e["status"] for e in coalesced} == {"timeout"}
     assert stats["served"] > 0 and stats["list_pages"] > 0
+
+
+def test_sleeping_waits_share_ticks_each_waking_at_or_after_its_own_time():
+    async def run() -> tuple[list[float], bool]:
+        loop = asyncio.get_running_loop()
+        delays = [0.05, 0.051, 0.07, 0.12, 0.2]
+
+        async def sleeper(delay: float) -> float:
+            started = loop.time()
+            await coalesce.sleep(delay)
+            return loop.time() - started - delay
+
+        cancelled = asyncio.ensure_future(sleeper(0.05))  # shares a tick with the first two
+        tasks = [asyncio.ensure_future(sleeper(d)) for d in delays]
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        late = await asyncio.gather(*tasks)
+        return late, cancelled.cancelled()
+
+    late, cancelled = asyncio.run(run())
+    assert cancelled
+    resolution = asyncio.new_event_loop()
+    slack = resolution._clock_resolution  # type: ignore[attr-defined]
+    resolution.close()
+    assert all(x >= -slack for x in late), late  # never early (the loop's clock resolution aside)
+    assert all(x < coalesce.TICK + 0.2 for x in late), late  # about a tick late at most (a busy machine aside)

@@ -199,3 +199,37 @@ def test_many_waits_on_one_connection_share_one_small_pool(
     assert [e["status"] for e in events] == ["success"] * waits
     assert open_while_waiting == 1 and open_after == 0
     assert 1 <= connects <= pool_size
+
+
+@pytest.mark.integration
+def test_waits_of_one_connection_share_one_client_and_starting_together_fetch_the_connection_once(
+    model_id, sandbox, monkeypatch
+):
+    """10,000 waits of one connection hold one client between them, not one each, however they start."""
+    sandbox.sandbox.state.lifecycle_seconds["happyrobot"] = 1.0
+    fetches = [0]
+    original = HappyRobotHook.aclient_for.__func__  # type: ignore[attr-defined]
+
+    async def counted(cls: type[HappyRobotHook], conn_id: str, retry: Any = None) -> Any:
+        fetches[0] += 1
+        return await original(cls, conn_id, retry)
+
+    monkeypatch.setattr(HappyRobotHook, "aclient_for", classmethod(counted))
+    waits = 20
+
+    async def run() -> tuple[list[dict[str, Any]], int, bool]:
+        triggers = [make_trigger(model_id) for _ in range(waits)]
+        tasks = [asyncio.ensure_future(first_event(t)) for t in triggers[: waits // 2]]
+        await asyncio.sleep(0.2)  # the first half has its client; the second half fetches the connection again
+        tasks += [asyncio.ensure_future(first_event(t)) for t in triggers[waits // 2 :]]
+        await asyncio.sleep(0.2)  # every wait has polled and is still waiting
+        clients = {id(t._client) for t in triggers}
+        pool = triggers[0]._client.aclient if triggers[0]._client is not None else None
+        events = await asyncio.gather(*tasks)
+        return events, len(clients), pool is not None and pool.is_closed
+
+    events, distinct_clients, closed_after = asyncio.run(run())
+    assert [e["status"] for e in events] == ["success"] * waits
+    assert distinct_clients == 1
+    assert fetches[0] == 2  # the waits starting together shared one connection fetch
+    assert closed_after  # the last wait's cleanup gave the pool back

@@ -73,7 +73,7 @@ def test_a_retry_reconnects_to_the_resource_its_first_try_created(run_dag, sandb
     if _airflow_version() < (3, 3):
         return  # on 3.2 these lines are not in the captured output (cause not yet investigated)
     assert "ended active" in out  # the outcome is in the task's log
-    assert "next check in" in out  # each check says when the next one is (trigger and sync wait alike)
+    assert "next check in" in out  # a check says when the next one is (a trigger: its first and each change)
     if deferrable:
         assert "reached active; resuming the task" in out  # the trigger's log says the final state
 
