@@ -2,9 +2,10 @@
 
 Three functions, the whole public surface (other modules call exactly these):
 
-``remember(context, name, value, *, claim=None) -> bool``
+``remember(context, name, value, *, claim=value) -> bool``
     Record ``value`` (a JSON value, usually a resource id or a dict of ids) under ``name`` for the
-    running task instance, and claim ``claim`` (default: ``value``) for that task instance. ``name``
+    running task instance, and claim ``claim`` (default: ``value``; None: no claim, for a note about the
+    task instance itself rather than a resource) for that task instance. ``name``
     names the kind of resource, ``"<service>"`` or ``"<service>.<kind>"`` (``"happyrobot"``,
     ``"oci_vision.model"``); the same string is the ``service`` of :func:`is_claimed`. Returns False
     (and logs a warning) when no durable store is reachable, so callers degrade to their lookups.
@@ -46,6 +47,7 @@ from airflow_provider_modelreg.idempotency import idempotency_key
 log = logging.getLogger(__name__)
 
 _TI_PREFIX = "modelreg.ti."
+_SAME = object()  # remember()'s default claim: the value itself
 _CLAIM_PREFIX = "modelreg.claim."
 
 
@@ -86,8 +88,8 @@ def _variable() -> Any:
     return Variable
 
 
-def remember(context: Mapping[str, Any], name: str, value: Any, *, claim: Any = None) -> bool:
-    """Record ``value`` under ``name`` for this task instance and claim ``claim`` (default ``value``).
+def remember(context: Mapping[str, Any], name: str, value: Any, *, claim: Any = _SAME) -> bool:
+    """Record ``value`` under ``name`` for this task instance and claim ``claim`` (default ``value``, None: none).
 
     False when nothing durable is reachable.
     """
@@ -96,7 +98,8 @@ def remember(context: Mapping[str, Any], name: str, value: Any, *, claim: Any = 
     try:
         # The claim first: a crash between the two leaves a claimed resource that the retry still finds
         # by its idempotency key or lookup, never an unclaimed one that another task could adopt.
-        _variable().set(_claim_key(name, value if claim is None else claim), _owner(context))
+        if claim is not None:
+            _variable().set(_claim_key(name, value if claim is _SAME else claim), _owner(context))
         store = _store(context)
         if store is not None:
             store.set(name, value)

@@ -171,13 +171,21 @@ class CreateAndWaitOperator(BaseOperator):
         elif resumed is not None:
             return resumed[0]
         resource = self.create(context, request)
-        ref = self.resource_ref(resource)
-        self._owned_ref = ref
-        task_state.remember(context, self.record_name, ref, claim=_claim_id(ref))
+        ref = self.record(context, resource)
         self.log.info("%s: %s", self.lifecycle.describe(ref), self.lifecycle.state(self.lifecycle.unwrap(resource)))
         if not self.wait_for_completion:
             return self._done(resource)
         return self.wait(ref, resource)
+
+    def record(self, context: Context, resource: Any) -> dict[str, Any]:
+        """Record ``resource`` as this task instance's (its ref, claimed by its id) and return the ref.
+
+        Done once the create answers; a subclass whose create takes further steps calls it earlier too.
+        """
+        ref = self.resource_ref(resource)
+        self._owned_ref = ref
+        task_state.remember(context, self.record_name, ref, claim=_claim_id(ref))
+        return ref
 
     def reconnect(self, context: Context) -> tuple[Any] | None:
         """If an earlier try of this task instance created the resource, carry on with it.

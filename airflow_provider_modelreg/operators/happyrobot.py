@@ -11,7 +11,6 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_modelreg import task_state
 from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, AmbiguousModel, HappyRobotHook
-from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.idempotency import create_once, generation
 from airflow_provider_modelreg.lineage import ModelLineage, service_dataset, unique
 from airflow_provider_modelreg.models.base import validate_request
@@ -22,10 +21,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 SERVICE = "happyrobot"
-# What a task instance records for itself in task_state (Airflow 3.3's task state store, 3.2's Variables):
-# the model its create answered with, and when its first try began. Claims are read under SERVICE, where the
-# create operators' shared flow claims the model id of every ref it records.
-MODEL_ID = "happyrobot_model_id"
+# When this task instance's first try began (Airflow 3.3's task state store, 3.2's Variables): a note about
+# the task instance, not a resource, so it claims nothing. The model itself is recorded and claimed under
+# SERVICE by the shared flow (``record``), where the lookup reads claims.
 FIRST_TRY = "first_try_started"
 
 
@@ -104,16 +102,7 @@ class HappyRobotCreateModelOperator(CreateAndWaitOperator):
 
     def create(self, context: Context, request: CreateModelRequest) -> dict[str, Any]:
         hook: HappyRobotHook = self.hook  # type: ignore[assignment]
-        if recorded := task_state.recall(context, _named(context, MODEL_ID)):
-            try:
-                model = hook.get_model(recorded)
-            except ServiceError as exc:
-                if exc.status != 404:
-                    raise
-                self.log.warning("HappyRobot model %s recorded by an earlier try is gone; creating another", recorded)
-            else:
-                self.log.info("Reusing HappyRobot model %s, recorded by an earlier try", recorded)
-                return model
+        # A model an earlier try recorded was already taken up by reconnect(); here it is gone or never was.
         first_try = task_state.recall(context, _named(context, FIRST_TRY))
         # A task instance that never sent a create has no model of its own to find. Looking anyway would
         # see another task's model in the moment between its create and its claim (a backfill's concurrent
@@ -121,7 +110,7 @@ class HappyRobotCreateModelOperator(CreateAndWaitOperator):
         sent = {"create": first_try is not None}
         if first_try is None:
             first_try = datetime.now(timezone.utc).isoformat()
-            task_state.remember(context, _named(context, FIRST_TRY), first_try)
+            task_state.remember(context, _named(context, FIRST_TRY), first_try, claim=None)
         since = datetime.fromisoformat(first_try)
 
         def find() -> dict[str, Any] | None:
@@ -132,13 +121,13 @@ class HappyRobotCreateModelOperator(CreateAndWaitOperator):
             except AmbiguousModel as exc:
                 raise AirflowFailException(str(exc)) from None
             if found is not None:
-                task_state.remember(context, _named(context, MODEL_ID), found["id"])
+                self.record(context, found)
             return found
 
         def create() -> dict[str, Any]:
             sent["create"] = True
             model = hook.create_model(request)
-            task_state.remember(context, _named(context, MODEL_ID), model["id"])  # before anything else can fail
+            self.record(context, model)  # before anything else can fail
             return model
 
         model, created = create_once(find=find, create=create, retry=hook.client.retry, logger=self.log)

@@ -4,7 +4,8 @@ reconnects to that resource (waits again, or returns it when done) instead of cr
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import time
+from typing import Any, ClassVar
 
 import pytest
 
@@ -14,6 +15,7 @@ from airflow_provider_modelreg.operators.happyrobot import HappyRobotCreateModel
 pytestmark = pytest.mark.integration
 
 CREATES: dict[str, int] = {}
+HOLD_SECONDS = 3.0
 
 
 def _airflow_version() -> tuple[int, int]:
@@ -24,15 +26,24 @@ def _airflow_version() -> tuple[int, int]:
 
 
 class DiesAfterCreate(HappyRobotCreateModelOperator):
-    """Its first try is killed right after the create answered (as a worker OOM or kill -9 would)."""
+    """Its first try is killed right after the create answered (as a worker OOM or kill -9 would).
+
+    The model keeps training until the retry starts waiting and ends ``HOLD_SECONDS`` later, so the retry
+    reconnects to a model in progress and its wait is seen, however slowly a loaded machine runs the retry.
+    """
+
+    sandbox_state: ClassVar[Any] = None
 
     def create(self, context: Any, request: Any) -> Any:
         CREATES[self.dag_id] = CREATES.get(self.dag_id, 0) + 1
         return super().create(context, request)
 
     def wait(self, ref: dict[str, Any], resource: Any) -> Any:
+        record = self.sandbox_state.get("happyrobot", ref["model_id"])
         if self._first_try:
+            record["_created"] = time.time() + 3600  # still training whenever the retry comes
             raise RuntimeError("worker died")
+        record["_created"] = time.time()  # from now on it trains for the sandbox's HOLD_SECONDS lifecycle
         return super().wait(ref, resource)
 
     def execute(self, context: Any) -> Any:
@@ -60,6 +71,8 @@ def make_dag(dag_id: str, **overrides: Any):
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "sync"])
 def test_a_retry_reconnects_to_the_resource_its_first_try_created(run_dag, sandbox, happyrobot_conn, capfd, deferrable):
     dag_id = f"resume_{'deferred' if deferrable else 'sync'}"
+    DiesAfterCreate.sandbox_state = sandbox.sandbox.state
+    sandbox.sandbox.state.lifecycle_seconds["happyrobot"] = HOLD_SECONDS
     result = run_dag(make_dag(dag_id, deferrable=deferrable), {"hr": happyrobot_conn})
     assert result.state == "success"
     assert result.try_number("train") == 2
