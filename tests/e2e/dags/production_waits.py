@@ -1,5 +1,6 @@
 """DAGs of the production-shaped test (tests/e2e/test_production.py): many waits, a sync wait to crash, a
-deferred training to mark failed, a sensor that starts in the triggerer."""
+deferred training to mark failed, a sensor that starts in the triggerer, and a training through the connection a
+person saved in the Airflow UI's form (``oci_from_form``, the browser scenario)."""
 
 from __future__ import annotations
 
@@ -68,4 +69,15 @@ with DAG(
     )
     HappyRobotModelSensor(
         task_id="deferred", model_id="{{ params.model_id }}", deferrable=True, poke_interval=1, timeout=600
+    )
+
+with DAG("prod_form_connection", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False):
+    OCIVisionCreateModelOperator(
+        task_id="train",
+        conn_id="oci_from_form",
+        display_name="trained-through-the-form-connection",
+        deferrable=True,
+        poll_interval=1,
+        retries=0,
+        **VISION,
     )
