@@ -306,7 +306,8 @@ class LifecycleTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.end_time = None if end_time is None else float(end_time)
         self.cancel_on_kill = bool(cancel_on_kill)
-        self.ref_fields = list(ref_fields)
+        # A tuple: the empty one is shared, where an empty list per trigger is one more object for the collector.
+        self.ref_fields = tuple(ref_fields)
         unknown = set(fields) - set(self.ref_fields)
         if unknown:
             raise TypeError(f"LifecycleTrigger got unexpected arguments {sorted(unknown)} (not in ref_fields)")
@@ -435,7 +436,9 @@ class LifecycleTrigger(BaseTrigger):
                     log.info("%s is %s; next check in %.1fs", waiter.label, obs.state, pause)
                 else:
                     log.debug("%s is still %s; next check in %.1fs", waiter.label, obs.state, pause)
-                del obs
+                # Not held while sleeping: an own read's answer is a whole resource with lists in it, objects
+                # every full collection would walk (``seen`` keeps what the next poll needs).
+                del obs, data
                 await coalesce.sleep(pause)
         except ServiceError as exc:
             log.warning("%s: giving up: %s", waiter.label, exc)

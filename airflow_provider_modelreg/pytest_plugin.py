@@ -91,22 +91,48 @@ class SandboxSession:
         return dict(self.sandbox.faults.injected)
 
     def run_dag(self, dag: Any) -> Any:
-        """Run ``dag`` once with ``dag.test()`` (deferred waits inline) and return its DagRun.
+        """Run ``dag`` once with ``dag.test()`` (deferred waits inline) and return its DagRun: see
+        :func:`run_dag_test`."""
+        return run_dag_test(dag)
 
-        The DAG is first written to the metadata DB as the DAG processor would, which ``dag.test()`` of a
-        DAG built in a test needs. The DB must exist (``airflow db migrate`` in the test's AIRFLOW_HOME).
-        A failed task does not raise: assert the run's ``state``.
-        """
-        import os
 
-        from airflow.dag_processing.bundles.manager import DagBundlesManager
-        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+def run_dag_test(dag: Any) -> Any:
+    """Run ``dag`` once with ``dag.test()`` (deferred waits inline) and return its DagRun.
 
-        DagBundlesManager().sync_bundles_to_db()
-        bag = DagBag(dag_folder=os.devnull)
-        bag.bag_dag(dag)
-        sync_bag_to_db(bag, "dags-folder", None)
-        return dag.test()
+    The DAG is first written to the metadata DB as the DAG processor would, which ``dag.test()`` of a DAG
+    built in a test needs. The DB must exist (``airflow db migrate`` in the test's AIRFLOW_HOME). A failed
+    task does not raise: assert the run's ``state``.
+    """
+    import os
+
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    reuse_in_process_execution_api()
+    DagBundlesManager().sync_bundles_to_db()
+    bag = DagBag(dag_folder=os.devnull)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+    return dag.test()
+
+
+def reuse_in_process_execution_api() -> None:
+    """On Airflow 3.2, let every task of every ``dag.test()`` share one in-process Execution API, as 3.3 does.
+
+    Airflow 3.2's ``dag.test()`` builds a new in-process Execution API for each task it runs: a FastAPI app
+    whose versioned routers Cadwyn generates on its first request (about 2 s of CPU on a 2-core machine),
+    with an event-loop thread that is never stopped. Airflow 3.3 builds it once per process
+    (apache/airflow#65235, ``functools.lru_cache`` on ``in_process_api_server``); this does the same on 3.2.
+    It changes only how the test run reaches the API, not what any task does: each task still gets a fresh
+    ``DBDagBag`` through the same dependency override.
+    """
+    import functools
+
+    from airflow.sdk.execution_time import supervisor
+
+    build = getattr(supervisor, "in_process_api_server", None)
+    if build is not None and not hasattr(build, "cache_clear"):
+        supervisor.in_process_api_server = functools.lru_cache(maxsize=1)(build)
 
 
 def reset_sandbox(server: SandboxServer, lifecycle_seconds: float = DEFAULT_LIFECYCLE_SECONDS) -> None:

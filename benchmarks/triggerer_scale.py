@@ -189,6 +189,15 @@ def worker_main(args: argparse.Namespace) -> None:
         if args.variant == "per-trigger":
             install_client_per_trigger(ServiceClient)
 
+    def full_collection_cpu() -> float:
+        # The collector's own CPU for one full collection, the best of three.
+        best = float("inf")
+        for _ in range(3):
+            cpu0 = time.process_time()
+            gc.collect()
+            best = min(best, time.process_time() - cpu0)
+        return best
+
     def rss() -> int:
         with open("/proc/self/statm", encoding="ascii") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -230,6 +239,7 @@ def worker_main(args: argparse.Namespace) -> None:
                 {"kind": "status", "status": 404, "method": "GET", "path": "^/api/v1/models/", "count": None},
             )
         gc.collect()
+        full_cpu_before = full_collection_cpu()
         # Objects the garbage collector tracks (and walks in every full collection), counted in the
         # tracemalloc pass only: listing them takes long enough to show up as a stall. Listed before
         # tracemalloc starts, so the list itself is not counted against the triggers.
@@ -279,6 +289,8 @@ def worker_main(args: argparse.Namespace) -> None:
         gc_worst: dict[str, float] = {}
 
         def on_gc(event: str, info: dict[str, int]) -> None:
+            if phase[0] == "probe":  # the benchmark's own timed collections are not the loop's pauses
+                return
             if event == "start":
                 gc_started[:] = [time.perf_counter(), time.process_time()]
                 return
@@ -307,6 +319,8 @@ def worker_main(args: argparse.Namespace) -> None:
                 await asyncio.sleep(0.01)
                 late = loop.time() - before - 0.01
                 p = phase[0]
+                if p == "probe":
+                    continue
                 if late > stalls[p]:
                     stalls[p] = late
                 if late > STALL_WARN:
@@ -349,8 +363,15 @@ def worker_main(args: argparse.Namespace) -> None:
         gc_types: list[str] = []
         top: list[str] = []
         lifter: asyncio.Future[None] | None = None
+        full_cpu_waiting: float | None = None
         try:
             await asyncio.wait_for(all_first.wait(), deadline)
+            mark("all_first")
+            # What one full collection costs with every wait waiting, beside its cost before any trigger: the
+            # collector's CPU, which a loaded machine barely changes (a stall is that plus waiting for a core).
+            phase[0] = "probe"
+            full_cpu_waiting = full_collection_cpu()
+            await asyncio.sleep(0.05)  # the watchdog's late wake-up is the probe's, not the steady phase's
             mark("all_first")
             phase[0] = "steady"
             if profiler is not None:  # the steady phase only: what a wait-poll costs, not start-up
@@ -437,6 +458,8 @@ def worker_main(args: argparse.Namespace) -> None:
             "stalls_over": over,
             "gc_pause_max": gc_pause,
             "gc_full": gc_full[0],
+            "full_cpu_before": full_cpu_before,
+            "full_cpu_waiting": full_cpu_waiting,
             "gc_worst": gc_worst,
             "gc_frozen": bool(args.gc_freeze),
             "started": n - stats["first_pending"],
@@ -743,6 +766,13 @@ def describe(r: dict[str, Any]) -> str:
         f"finish {r['gc_pause_max']['finish']:.3f}s ({r['gc_full']} full collections; the longest: "
         f"generation {r['gc_worst'].get('generation', '?')}, {r['gc_worst'].get('cpu', 0):.3f} CPU-s, "
         f"{r['gc_worst'].get('collected', 0):,} objects freed)",
+        f"           one full collection: {r['full_cpu_before']:.3f} CPU-s before any trigger, "
+        + (
+            f"{r['full_cpu_waiting']:.3f} CPU-s with all {r['n']:,} waiting "
+            f"({(r['full_cpu_waiting'] - r['full_cpu_before']) / r['n'] * 1e6:.1f} µs per wait)"
+            if r.get("full_cpu_waiting") is not None
+            else "not measured with the triggers waiting (the start-up did not finish)"
+        ),
         f"           TCP connects {r['connects']:,} (steady phase {r['steady_connects']:,}), at most {r['max_open']:,} "
         f"open at once (2 s samples); HTTP sends {r['sends']:,} for {r['polls']:,} polls; "
         f"sandbox {r['sandbox_core_share']:.0%} of a core",

@@ -106,16 +106,11 @@ def run_dag(airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Callable[..., 
     """
 
     def run(dag: Any, connections: dict[str, dict[str, Any]] | None = None) -> DagRunResult:
-        from airflow.dag_processing.bundles.manager import DagBundlesManager
-        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+        from airflow_provider_modelreg.pytest_plugin import run_dag_test
 
         for conn_id, conn in (connections or {}).items():
             monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
-        DagBundlesManager().sync_bundles_to_db()
-        bag = DagBag(dag_folder=os.devnull)
-        bag.bag_dag(dag)
-        sync_bag_to_db(bag, "dags-folder", None)
-        return DagRunResult(dag.test())
+        return DagRunResult(run_dag_test(dag))
 
     return run
 

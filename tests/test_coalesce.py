@@ -115,7 +115,11 @@ def test_coalesced_and_individual_reads_give_every_wait_the_same_outcome(sandbox
     )
     assert individual_stats["served"] == 0 and individual_stats["list_pages"] == 0
     assert coalesced_stats["served"] > 0 and coalesced_stats["list_pages"] > 0, (coalesced_stats, individual_stats)
-    assert coalesced_sends < individual_sends
+    # Fewer requests than wait-polls (a list served several waits at once). Not "fewer than the individual run
+    # sent": how often each wait polls there depends on how fast the sandbox answers, i.e. on the machine's load.
+    coalesced_polls = coalesced_stats["served"] + coalesced_stats["alone"]
+    assert coalesced_sends < coalesced_polls, (coalesced_sends, coalesced_stats)
+    assert individual_sends >= individual_stats["alone"]  # every own read is a request
 
 
 @pytest.mark.integration
