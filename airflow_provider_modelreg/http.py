@@ -479,6 +479,18 @@ class ServiceClient:
             self._client = httpx.Client(**self._client_kwargs())
         return self._client
 
+    def prepare_for_async(self) -> ServiceClient:
+        """Load now what the first async send would otherwise load inside the event loop; call it from a
+        worker thread. That is the TLS context (reading and parsing the CA bundle: ~20 ms of CPU, several
+        times that on a loaded triggerer, for every setting's first client) and httpcore's asyncio backend
+        (anyio, imported on the first connect: ~20 ms). A triggerer taking over a hundred waits otherwise
+        stalls its loop past Airflow's 0.2 s warning on the first read."""
+        tls_context(self.verify)
+        import anyio._backends._asyncio  # noqa: F401
+        import httpcore._backends.anyio  # noqa: F401
+
+        return self
+
     @property
     def aclient(self) -> httpx.AsyncClient:
         """The async client: one per event loop and identity, shared by every ServiceClient that has it."""

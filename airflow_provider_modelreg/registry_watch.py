@@ -131,7 +131,7 @@ class MlflowRegistryEventTrigger(BaseEventTrigger):
         from airflow.sdk import BaseHook
 
         conn = await BaseHook.aget_connection(self.conn_id)
-        client = await asyncio.to_thread(MlflowHook.client_from_connection, conn)
+        client = await asyncio.to_thread(MlflowHook.async_client_from_connection, conn)
         return client, MlflowHook.api_prefixes(conn)[1]
 
     async def read_versions(self, client: ServiceClient, registry_api: str) -> list[dict[str, Any]]:

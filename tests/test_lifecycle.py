@@ -233,3 +233,93 @@ def test_waits_of_one_connection_share_one_client_and_starting_together_fetch_th
     assert distinct_clients == 1
     assert fetches[0] == 2  # the waits starting together shared one connection fetch
     assert closed_after  # the last wait's cleanup gave the pool back
+
+
+# A cold triggerer's first waits: the child has loaded what a triggerer has (Airflow, the trigger class and
+# its hook) and fetched a connection once; from then on its event loop must open no file, import no module
+# and load no CA bundle. Each of those is tens of ms on a quiet machine (a triggerer taking over a hundred
+# waits from a dead one stalled past Airflow's 0.2 s warning on a loaded one).
+COLD_TRIGGERER = r"""
+import asyncio, json, ssl, sys, threading, time
+import airflow.sdk
+from airflow.sdk import BaseHook
+from airflow_provider_modelreg.lifecycle import LifecycleTrigger, resolve_spec
+
+waits = json.loads(sys.argv[1])
+for spec, _conn_id, _ref in waits:
+    resolve_spec(spec).hook_class()  # the hook module, imported as the first trigger's deserialisation would
+in_loop = []
+loop_thread = None
+
+def audit(event, args):
+    if loop_thread is threading.current_thread() and event in ("open", "import"):
+        in_loop.append(f"{event} {args[0]}")
+
+load_verify_locations = ssl.SSLContext.load_verify_locations
+def recorded_load(self, *args, **kwargs):
+    if loop_thread is threading.current_thread():
+        in_loop.append(f"load_verify_locations {args or kwargs}")
+    return load_verify_locations(self, *args, **kwargs)
+ssl.SSLContext.load_verify_locations = recorded_load
+
+async def wait(spec, conn_id, ref):
+    trigger = LifecycleTrigger(spec=spec, conn_id=conn_id, ref=ref, poll_interval=0.2, end_time=time.time() + 60)
+    async for event in trigger.run():
+        return event.payload["status"]
+
+async def main():
+    global loop_thread
+    for conn_id in {conn_id for _spec, conn_id, _ref in waits}:
+        await BaseHook.aget_connection(conn_id)  # Airflow's own first fetch loads its modules
+    loop_thread = threading.current_thread()
+    statuses = await asyncio.gather(*(wait(*w) for w in waits))
+    loop_thread = None
+    print(json.dumps({"statuses": statuses, "in_loop": in_loop}))
+
+sys.addaudithook(audit)
+asyncio.run(main())
+"""
+
+
+def test_a_cold_triggerers_first_waits_open_no_file_and_import_nothing_in_its_event_loop(modelreg_sandbox):
+    import subprocess
+    import sys
+
+    from airflow_provider_modelreg.hooks.oci_vision import MODEL_LIFECYCLE as VISION_LIFECYCLE
+    from airflow_provider_modelreg.hooks.oci_vision import OCIVisionHook
+    from airflow_provider_modelreg.models.oci_vision import CreateModelDetails
+
+    vision = OCIVisionHook("oci_default")
+    details = {
+        "compartment_id": "ocid1.compartment.oc1..aaaaaaaasandboxcompartment",
+        "project_id": "ocid1.aivisionproject.oc1.iad.amaaaaaasandboxproject",
+        "model_type": "OBJECT_DETECTION",
+        "training_dataset": {
+            "dataset_type": "DATA_SCIENCE_LABELING",
+            "dataset_id": "ocid1.datalabelingdataset.oc1.iad.amaaaaaasandboxdataset",
+        },
+    }
+    waits: list[tuple[str, str, dict[str, Any]]] = []
+    for i in range(3):
+        created = vision.create_model(CreateModelDetails(**details, display_name=f"cold-{i}"))
+        ref = {"model_id": created.model["id"], "work_request_id": created.work_request_id}
+        waits.append((VISION_LIFECYCLE.key, "oci_default", ref))
+        model = HappyRobotHook("happyrobot_default").create_model(
+            CreateModelRequest(
+                use_case_id="uc-cold",
+                name=f"cold-{i}",
+                from_model_id="c" * 24,
+                train_sample_ids=["s1"],
+                test_sample_ids=[],
+            )
+        )
+        waits.append((MODEL_LIFECYCLE.key, "happyrobot_default", {"model_id": model["id"]}))
+    modelreg_sandbox.lifecycle(1.0)
+
+    child = subprocess.run(
+        [sys.executable, "-c", COLD_TRIGGERER, json.dumps(waits)], capture_output=True, text=True, timeout=120
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    outcome = json.loads(child.stdout.strip().splitlines()[-1])
+    assert outcome["statuses"] == ["success"] * len(waits)
+    assert outcome["in_loop"] == []

@@ -201,7 +201,12 @@ class ModelRegHook(BaseHook):
         private key (~30 ms of RSA parsing, then cached per credential), read key, config and token files,
         or call a token service, none of which may run in the triggerer's event loop."""
         conn = await BaseHook.aget_connection(conn_id)
-        return await asyncio.to_thread(cls.client_from_connection, conn, retry)
+        return await asyncio.to_thread(cls.async_client_from_connection, conn, retry)
+
+    @classmethod
+    def async_client_from_connection(cls, conn: Connection, retry: RetryPolicy | None = None) -> ServiceClient:
+        """``client_from_connection`` with what its first async send loads done too; for a worker thread."""
+        return cls.client_from_connection(conn, retry).prepare_for_async()
 
     def request(self, req: ApiRequest) -> ApiResponse:
         return self.client.request(req)

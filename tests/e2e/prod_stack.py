@@ -144,14 +144,24 @@ class ProductionStack:
         self._spawn("dag-processor", ["airflow", "dag-processor"])
         for n in (1, 2):
             self.start_triggerer(n)
-            self._spawn(f"worker-{n}", ["airflow", "celery", "worker", "--celery-hostname", f"worker{n}@%h"])
+            self.start_worker(n)
         self.wait(lambda: self.api("GET", "/api/v2/monitor/health"), 180, "the API server")
 
     def start_triggerer(self, n: int) -> Component:
         name = f"triggerer-{n}"
         # Named after the component in the job table (both triggerers share this machine's hostname).
-        named = {"MODELREG_COMPONENT": name, "AIRFLOW__CORE__HOSTNAME_CALLABLE": "component_hostname.hostname"}
+        named = {
+            "MODELREG_COMPONENT": name,
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "component_hostname.hostname",
+            # Each its own log server: on the shared default port the second one fails to bind.
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        }
         return self._spawn(name, ["airflow", "triggerer", "--capacity", "1000"], named)
+
+    def start_worker(self, n: int) -> Component:
+        # Each its own log server: on the shared default port the second one fails to bind.
+        port = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+        return self._spawn(f"worker-{n}", ["airflow", "celery", "worker", "--celery-hostname", f"worker{n}@%h"], port)
 
     def _start_postgres(self) -> None:
         data = self.pg_dir / "data"
