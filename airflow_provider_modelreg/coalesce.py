@@ -26,6 +26,7 @@ import asyncio
 import contextvars
 import logging
 import math
+import time
 import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -139,7 +140,8 @@ class _Group:
     fetched_at: float = float("-inf")
     inflight: asyncio.Future[dict[str, Any] | None] | None = None
     inflight_started: float = float("-inf")
-    joiners: list[asyncio.Future[dict[str, Any] | None]] = field(default_factory=list)
+    # futures of waits in aread, and parked waits (_Parked)
+    joiners: list[Any] = field(default_factory=list)
     pages: int = 1
     # member -> until when it counts as a wait of this group (see ASKER_GRACE)
     askers: dict[str, float] = field(default_factory=dict)
@@ -177,10 +179,32 @@ async def aread(
     ``previous`` is the resource this wait saw last (None at first); ``final`` says this read is at or after
     the wait's deadline (it then goes alone).
     """
+    serving = _serving_group(client, spec, ref, previous, poll_interval, final)
+    if serving is None:
+        return await _alone(client, spec, ref)
+    group, member, gkey = serving
+    snapshot = _fresh_items(group, poll_interval)
+    if snapshot is None:
+        # Each wait awaits a future of its own (cancelling one wait cancels neither the list nor another wait).
+        joined: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        _joiners(group, client, spec, gkey, poll_interval).append(joined)
+        snapshot = await joined
+    item = None if snapshot is None else snapshot.get(member)
+    if item is None:
+        return await _alone(client, spec, ref)
+    stats["served"] += 1
+    return item
+
+
+def _serving_group(
+    client: ServiceClient, spec: LifecycleSpec, ref: Mapping[str, Any], previous: Any, poll_interval: float, final: bool
+) -> tuple[_Group, str, tuple[Any, ...]] | None:
+    """The group whose list may serve this poll, with the wait's member id and the group's key; None when the
+    poll reads alone. Counts the wait as one of the group's askers."""
     lr: ListRead | None = spec.list_read
     key = None if lr is None or final else lr.group(ref, previous)
     if lr is None or key is None:
-        return await _alone(client, spec, ref)
+        return None
     loop = asyncio.get_running_loop()
     groups = _loop_groups(loop)
     gkey = (spec.key, _share_key(client), key)
@@ -192,26 +216,33 @@ async def aread(
     group.askers[member] = now + 2 * poll_interval + ASKER_GRACE
     # A list pays when the waits it may serve (about FRESHNESS of the group's) outnumber its pages.
     if now < group.failed_until or len(group.askers) * FRESHNESS < group.pages:
-        return await _alone(client, spec, ref)
-    max_age = poll_interval * FRESHNESS
-    if group.items is not None and now - group.fetched_at <= max_age:
-        snapshot: dict[str, Any] | None = group.items
-    else:
-        if group.inflight is None or now - group.inflight_started > max_age:
-            group.inflight_started = now
-            group.joiners = []
-            group.inflight = asyncio.ensure_future(
-                _fetch_for(group.joiners, client, spec, lr, key, group, poll_interval, groups, gkey)
+        return None
+    return group, member, gkey
+
+
+def _fresh_items(group: _Group, poll_interval: float) -> dict[str, Any] | None:
+    """The group's last list when it is fresh enough for a wait of this poll interval, else None."""
+    if group.items is not None and asyncio.get_running_loop().time() - group.fetched_at <= poll_interval * FRESHNESS:
+        return group.items
+    return None
+
+
+def _joiners(
+    group: _Group, client: ServiceClient, spec: LifecycleSpec, gkey: tuple[Any, ...], poll_interval: float
+) -> list[Any]:
+    """The joiners of the group's list in flight, starting one when none is, or it is too old for this wait."""
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    if group.inflight is None or now - group.inflight_started > poll_interval * FRESHNESS:
+        assert spec.list_read is not None
+        group.inflight_started = now
+        group.joiners = []
+        group.inflight = asyncio.ensure_future(
+            _fetch_for(
+                group.joiners, client, spec, spec.list_read, gkey[2], group, poll_interval, _loop_groups(loop), gkey
             )
-        # Each wait awaits a future of its own (cancelling one wait cancels neither the list nor another wait).
-        joined: asyncio.Future[dict[str, Any] | None] = loop.create_future()
-        group.joiners.append(joined)
-        snapshot = await joined
-    item = None if snapshot is None else snapshot.get(member)
-    if item is None:
-        return await _alone(client, spec, ref)
-    stats["served"] += 1
-    return item
+        )
+    return group.joiners
 
 
 _last_loop: tuple[weakref.ref[asyncio.AbstractEventLoop] | None, dict[tuple[Any, ...], _Group]] = (None, {})
@@ -261,14 +292,16 @@ async def _read(client: ServiceClient, req: ApiRequest) -> Any:
     return (await client.arequest(req)).data
 
 
-async def _fetch_for(joiners: list[asyncio.Future[dict[str, Any] | None]], *args: Any) -> dict[str, Any] | None:
+async def _fetch_for(joiners: list[Any], *args: Any) -> dict[str, Any] | None:
     items = None
     try:
         items = await _fetch(*args)
         return items
     finally:  # a list that failed or was cancelled answers None: its waits read on their own
         for joined in joiners:
-            if not joined.done():
+            if type(joined) is _Parked:
+                joined.serve(items)
+            elif not joined.done():
                 joined.set_result(items)
 
 
@@ -373,32 +406,145 @@ class _Ticks:
         self.context = contextvars.Context()  # the timer callbacks run in no wait's context
 
     def sleep(self, loop: asyncio.AbstractEventLoop, delay: float) -> asyncio.Future[None]:
+        future = loop.create_future()
+        self.schedule(loop, delay, future)
+        return future
+
+    def schedule(self, loop: asyncio.AbstractEventLoop, delay: float, sleeper: Any) -> None:
+        """Wake ``sleeper`` (a future, resolved; or a parked wait, checked) ``delay`` seconds from now."""
         slot = math.ceil((loop.time() + delay) / TICK)
         sleepers = self.due.get(slot)
         if sleepers is None:
             sleepers = self.due[slot] = []
             loop.call_at(slot * TICK, self._wake, slot, context=self.context)
-        future = loop.create_future()
-        sleepers.append(future)
-        return future
+        sleepers.append(sleeper)
 
     def _wake(self, slot: int) -> None:
-        for future in self.due.pop(slot, ()):
-            if not future.done():  # a cancelled wait cancelled its own future, nobody else's
-                future.set_result(None)
+        for sleeper in self.due.pop(slot, ()):
+            if type(sleeper) is _Parked:
+                sleeper.check()
+            elif not sleeper.done():  # a cancelled wait cancelled its own future, nobody else's
+                sleeper.set_result(None)
 
 
 _ticks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticks] = weakref.WeakKeyDictionary()
 _last_ticks: tuple[weakref.ref[asyncio.AbstractEventLoop] | None, _Ticks] = (None, _Ticks())
 
 
-def sleep(delay: float) -> asyncio.Future[None]:
-    """``await sleep(delay)`` is ``await asyncio.sleep(delay)`` for a waiting trigger, on the loop's shared
-    ticks (a future, not a coroutine: one object fewer per sleeping wait)."""
+def _loop_ticks(loop: asyncio.AbstractEventLoop) -> _Ticks:
     global _last_ticks
-    loop = asyncio.get_running_loop()
     last, ticks = _last_ticks
     if last is None or last() is not loop:
         ticks = _ticks.get(loop) or _ticks.setdefault(loop, _Ticks())
         _last_ticks = (weakref.ref(loop), ticks)
-    return ticks.sleep(loop, delay)
+    return ticks
+
+
+def sleep(delay: float) -> asyncio.Future[None]:
+    """``await sleep(delay)`` is ``await asyncio.sleep(delay)`` for a waiting trigger, on the loop's shared
+    ticks (a future, not a coroutine: one object fewer per sleeping wait)."""
+    loop = asyncio.get_running_loop()
+    return _loop_ticks(loop).sleep(loop, delay)
+
+
+# -- parked waits ---------------------------------------------------------------------------------------------
+# A wait that sleeps and polls anew makes, per poll, a future, its awaiting iterator and the task's wake-up
+# callback, all living through the sleep: the young-generation collections that run meanwhile move them to
+# the oldest generation, and when enough have moved CPython walks every object of the process (a full
+# collection: at 10,000 waits, a stall past 0.2 s). A parked wait is polled by the loop's ticks instead:
+# its task awaits one future until a poll shows something new, and a poll that finds the resource as it was
+# makes nothing that outlives it, so waiting in the steady state moves nothing to the oldest generation.
+
+
+class _Parked:
+    """One wait between polls, for as long as its group's list shows its resource unchanged."""
+
+    __slots__ = ("client", "end_time", "future", "poll_interval", "ref", "seen", "spec")
+
+    def __init__(
+        self,
+        future: asyncio.Future[Any],
+        client: ServiceClient,
+        spec: LifecycleSpec,
+        ref: Mapping[str, Any],
+        seen: Any,
+        poll_interval: float,
+        end_time: float,
+    ) -> None:
+        self.future = future
+        self.client = client
+        self.spec = spec
+        self.ref = ref
+        self.seen = seen
+        self.poll_interval = poll_interval
+        self.end_time = end_time
+
+    def check(self) -> None:
+        """A poll, at the tick the wait is due: served from its group's list, or handed back to the wait."""
+        future = self.future
+        if future.done():  # the wait was cancelled
+            return
+        try:
+            # At or after the deadline the read goes alone (aread's ``final``): handed back.
+            serving = None
+            if time.time() < self.end_time:
+                serving = _serving_group(self.client, self.spec, self.ref, self.seen, self.poll_interval, False)
+            if serving is None:
+                future.set_result(None)
+                return
+            group, _member, gkey = serving
+            snapshot = _fresh_items(group, self.poll_interval)
+            if snapshot is None:
+                _joiners(group, self.client, self.spec, gkey, self.poll_interval).append(self)
+            else:
+                self.serve(snapshot)
+        except BaseException as exc:  # never lost in the ticks' callback: the wait raises it
+            future.set_exception(exc)
+
+    def serve(self, items: dict[str, Any] | None) -> None:
+        """The group's list answered: wait on while it shows the resource as last seen, else hand it back."""
+        future = self.future
+        if future.done():
+            return
+        try:
+            spec = self.spec
+            assert spec.list_read is not None
+            item = None if items is None else items.get(spec.list_read.member(self.ref))
+            if item is None:  # missing from the list, or the list failed: the wait reads alone
+                future.set_result(None)
+                return
+            stats["served"] += 1
+            remaining = self.end_time - time.time()
+            if remaining <= 0 or remembered(spec, spec.unwrap(item)) != self.seen:
+                future.set_result(item)  # the wait evaluates it: a new state, or its deadline passed
+                return
+            loop = future.get_loop()
+            _loop_ticks(loop).schedule(loop, min(self.poll_interval, max(remaining, 0.01)), self)
+        except BaseException as exc:
+            future.set_exception(exc)
+
+
+def park(
+    client: ServiceClient,
+    spec: LifecycleSpec,
+    ref: Mapping[str, Any],
+    *,
+    seen: Any,
+    pause: float,
+    poll_interval: float,
+    end_time: float,
+) -> asyncio.Future[Any]:
+    """Sleep ``pause``, then poll every ``poll_interval`` through the wait's group list for as long as that
+    shows the resource as ``seen`` (``remembered`` of the last observation). The future resolves with the
+    data of the first served poll showing anything else (or coming at or after ``end_time``), to be
+    evaluated as :func:`aread`'s answer; or with None when the next poll is :func:`aread`'s to make now (no
+    list serves it, the resource is missing from the list, or the deadline has come). Served polls count
+    in ``stats["served"]`` as aread's do.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    sleeper: Any = (
+        future if spec.list_read is None else _Parked(future, client, spec, ref, seen, poll_interval, end_time)
+    )
+    _loop_ticks(loop).schedule(loop, pause, sleeper)
+    return future

@@ -382,17 +382,21 @@ class LifecycleTrigger(BaseTrigger):
             client = await self._aclient(spec)
             seen: Any = None
             logged_state: Any = _NOTHING_LOGGED
+            served: Any = None  # a poll's answer a parked wait was handed (coalesce.park)
             while True:
                 # One list serves every wait of its group where the spec says how (coalesce.py).
                 try:
-                    data = await coalesce.aread(
-                        client,
-                        spec,
-                        ref,
-                        previous=seen,
-                        poll_interval=self.poll_interval,
-                        final=time.time() >= end_time,
-                    )
+                    data = served
+                    served = None
+                    if data is None:
+                        data = await coalesce.aread(
+                            client,
+                            spec,
+                            ref,
+                            previous=seen,
+                            poll_interval=self.poll_interval,
+                            final=time.time() >= end_time,
+                        )
                 except ServiceError as exc:
                     # A transient error outlasting the per-request retries is ridden out until the deadline.
                     left = end_time - time.time()
@@ -439,7 +443,14 @@ class LifecycleTrigger(BaseTrigger):
                 # Not held while sleeping: an own read's answer is a whole resource with lists in it, objects
                 # every full collection would walk (``seen`` keeps what the next poll needs).
                 del obs, data
-                await coalesce.sleep(pause)
+                if spec.watch is None:
+                    # Polls that find the resource as it was are made by the loop's ticks, waking this task
+                    # only when one shows something new: nothing made per poll outlives it (coalesce.park).
+                    served = await coalesce.park(
+                        client, spec, ref, seen=seen, pause=pause, poll_interval=self.poll_interval, end_time=end_time
+                    )
+                else:  # the spec's watch read goes with every poll
+                    await coalesce.sleep(pause)
         except ServiceError as exc:
             log.warning("%s: giving up: %s", waiter.label, exc)
             yield TriggerEvent({"status": "error", "message": str(exc)})

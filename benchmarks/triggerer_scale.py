@@ -133,8 +133,11 @@ def worker_main(args: argparse.Namespace) -> None:
     current = contextvars.ContextVar("trigger_index", default=-1)
     all_first = asyncio.Event()
 
-    def note_poll() -> None:
-        stats["polls"] += 1
+    def poll_count() -> int:
+        return stats["polls"]
+
+    def note_poll(count: bool = True) -> None:
+        stats["polls"] += count
         i = current.get()
         if i >= 0 and not first_seen[i]:
             first_seen[i] = 1
@@ -169,11 +172,15 @@ def worker_main(args: argparse.Namespace) -> None:
         orig_send = httpx.AsyncClient.send
 
         async def counted_aread(*a: Any, **kw: Any) -> Any:
-            # One wait-poll: what the trigger reads, whether a list or its own GET answers it.
+            # A wait's first poll. The polls are counted by the coalescer (served by a list, or read alone):
+            # a parked wait's polls never come here (coalesce.park).
             try:
                 return await orig_aread(*a, **kw)
             finally:
-                note_poll()
+                note_poll(count=False)
+
+        def poll_count() -> int:
+            return coalesce.stats["served"] + coalesce.stats["alone"]
 
         async def counted_send(self: Any, *a: Any, **kw: Any) -> Any:
             stats["sends"] += 1
@@ -338,7 +345,7 @@ def worker_main(args: argparse.Namespace) -> None:
             marks[name] = {
                 "t": time.monotonic(),
                 "cpu": time.process_time(),
-                "polls": stats["polls"],
+                "polls": poll_count(),
                 "sends": stats["sends"],
                 "connects": stats["connects"],
             }
@@ -467,7 +474,7 @@ def worker_main(args: argparse.Namespace) -> None:
             "steady_s": between("all_first", "first_event", "t"),
             "finish_s": between("first_event", "end", "t"),
             "total_s": between("start", "end", "t"),
-            "polls": stats["polls"],
+            "polls": poll_count(),
             "sends": stats["sends"],
             "connects": stats["connects"],
             "startup_polls": between("start", "all_first", "polls"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -152,11 +153,20 @@ def triggerer_holding_waits(stack: ProductionStack) -> tuple[str, int]:
     return name, int(count)  # the hostname is the component's name (component_hostname.py)
 
 
-def blocks_after(log: str, already: int) -> str:
-    """The log lines leading up to each block warning after the first ``already`` (what ran meanwhile)."""
-    lines = log.splitlines()
-    blocked = [i for i, line in enumerate(lines) if BLOCKED in line][already:]
-    return "\n---\n".join("\n".join(lines[max(0, i - 15) : i + 1]) for i in blocked)[-6000:]
+# The stack's triggerers run asyncio's debug mode (prod_stack.py), which logs each callback holding the loop
+# over 0.1 s with its task's name and coroutine; a trigger's task is named after its task instance.
+SLOW_STEP = re.compile(
+    r"Executing <Task .*?name='(?P<name>[^']*)' coro=<(?P<coro>[^>]*)>.* took (?P<took>[\d.]+) seconds"
+)
+
+
+def slow_steps(log: str, dag_id: str) -> list[str]:
+    """The slow loop steps (asyncio debug) that ran a trigger of ``dag_id`` or a task of the provider's own."""
+    return [
+        f"{m['took']} s in {m['name']} {m['coro']}"
+        for m in SLOW_STEP.finditer(log)
+        if m["name"].startswith(f"{dag_id}/") or "airflow_provider_modelreg" in m["coro"]
+    ]
 
 
 def test_a_killed_triggerers_waits_move_to_the_other_without_blocking_its_loop(stack: ProductionStack, services: Any):
@@ -166,7 +176,7 @@ def test_a_killed_triggerers_waits_move_to_the_other_without_blocking_its_loop(s
         lambda: (found := triggerer_holding_waits(stack))[1] >= 50 and found, 300, "the waits to reach a triggerer"
     )
     survivor = "triggerer-2" if holder == "triggerer-1" else "triggerer-1"
-    already_blocked = stack.tail(survivor, 10**7).count(BLOCKED)
+    seen = len(stack.tail(survivor, 10**8))
     stack.retire(holder)
     services.state.lifecycle_seconds["oci_vision"] = 3.0
     try:
@@ -174,9 +184,10 @@ def test_a_killed_triggerers_waits_move_to_the_other_without_blocking_its_loop(s
         tis = stack.task_instances(*run)
         assert states[run] == "success", {t["map_index"]: t["state"] for t in tis if t["state"] != "success"}
         assert sum(t["task_id"] == "train" for t in tis) == 100
-        # Airflow's own warning when a trigger blocks the event loop for over 0.2 s.
-        survivor_log = stack.tail(survivor, 10**7)
-        assert survivor_log.count(BLOCKED) == already_blocked, blocks_after(survivor_log, already_blocked)
+        # Airflow's watchdog (its 0.2 s warning) cannot say whose a block is, and with 100 tasks resuming on two
+        # cores its own steps pass 0.2 s: asyncio's debug log names each slow step, and none may be ours.
+        took_over = stack.tail(survivor, 10**8)[seen:]
+        assert slow_steps(took_over, "prod_many_oci_waits") == [], took_over.count(BLOCKED)
     finally:
         stack.start_triggerer(int(holder[-1]))
 
@@ -332,10 +343,12 @@ def test_marking_a_deferred_training_failed_cancels_its_work_request(stack: Prod
     dag_id = "prod_cancel_on_mark_failed"
     run_id = stack.trigger(dag_id)
 
-    def deferred() -> bool:
-        return any(t["task_id"] == "train" and t["state"] == "deferred" for t in stack.task_instances(dag_id, run_id))
+    def waiting_in_a_triggerer() -> bool:
+        # DEFERRED is not enough: marked failed before a triggerer has run the trigger, nothing runs on_kill.
+        logs = "".join(p.read_text(errors="replace") for p in trigger_logs(stack, dag_id, run_id))
+        return "is CREATING; next check" in logs
 
-    stack.wait(deferred, 240, "the training to defer to a triggerer")
+    stack.wait(waiting_in_a_triggerer, 240, "the training's wait to run in a triggerer")
     [model] = [m for m in services.state.all("oci_vision") if m.get("displayName") == "cancel-me"]
     assert view(services.state, model)["lifecycleState"] == "CREATING"
     stack.api("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/train", {"new_state": "failed"})
