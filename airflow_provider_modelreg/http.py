@@ -22,7 +22,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -261,6 +261,17 @@ class ApiResponse:
         where = f" under {key!r}" if key else ""
         raise self.invalid(f"expected a JSON array{where}, got {describe_json(self.data)}")
 
+    def decoded(self) -> ApiResponse:
+        """This answer with its bytes (a ``raw`` request's ``data``) decoded as JSON; an empty body is None."""
+        content = self.data
+        if not content:
+            return replace(self, data=None)
+        try:
+            return replace(self, data=json.loads(content))
+        except ValueError:
+            _code, message = parse_error_body(content, self.headers.get("content-type", ""))
+            raise self.invalid(f"expected JSON, got {message}") from None
+
     def invalid(self, message: str) -> ServiceError:
         return ServiceError(
             service=self.service,
@@ -383,27 +394,10 @@ def error_from_exception(service: str, method: str, path: str, exc: httpx.HTTPEr
 def decode_response(
     service: str, method: str, path: str, response: httpx.Response, *, raw: bool = False
 ) -> ApiResponse:
-    if raw:
-        data: Any = response.content
-    elif not response.content:
-        data = None
-    else:
-        try:
-            data = response.json()
-        except ValueError:
-            _code, message = parse_error_body(response.content, response.headers.get("content-type", ""))
-            raise ServiceError(
-                service=service,
-                method=method,
-                path=path,
-                status=response.status_code,
-                code="InvalidResponse",
-                message=f"expected JSON, got {message}",
-                request_id=request_id_of(response.headers),
-            ) from None
-    return ApiResponse(
-        response.status_code, response.headers, data, request_id_of(response.headers), service, method, path
+    answer = ApiResponse(
+        response.status_code, response.headers, response.content, request_id_of(response.headers), service, method, path
     )
+    return answer if raw else answer.decoded()
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,8 @@ class ProductionStack:
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "component_hostname.hostname",
             # Each its own log server: on the shared default port the second one fails to bind.
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            # asyncio logs each callback holding the loop over 0.1 s, naming its task (test_production.py).
+            "PYTHONASYNCIODEBUG": "1",
         }
         return self._spawn(name, ["airflow", "triggerer", "--capacity", "1000"], named)
 
