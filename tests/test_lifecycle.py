@@ -281,7 +281,9 @@ asyncio.run(main())
 """
 
 
-def test_a_cold_triggerers_first_waits_open_no_file_and_import_nothing_in_its_event_loop(modelreg_sandbox):
+def test_a_cold_triggerers_first_waits_open_no_file_and_import_nothing_in_its_event_loop(
+    sandbox, monkeypatch, oci_vision_conn, happyrobot_conn
+):
     import subprocess
     import sys
 
@@ -289,7 +291,10 @@ def test_a_cold_triggerers_first_waits_open_no_file_and_import_nothing_in_its_ev
     from airflow_provider_modelreg.hooks.oci_vision import OCIVisionHook
     from airflow_provider_modelreg.models.oci_vision import CreateModelDetails
 
-    vision = OCIVisionHook("oci_default")
+    monkeypatch.setenv("AIRFLOW_CONN_COLD_OCI", json.dumps(oci_vision_conn))  # the child inherits both
+    monkeypatch.setenv("AIRFLOW_CONN_COLD_HR", json.dumps(happyrobot_conn))
+    sandbox.sandbox.state.lifecycle_seconds["*"] = 4.0  # the child polls each a few times
+    vision = OCIVisionHook("cold_oci")
     details = {
         "compartment_id": "ocid1.compartment.oc1..aaaaaaaasandboxcompartment",
         "project_id": "ocid1.aivisionproject.oc1.iad.amaaaaaasandboxproject",
@@ -303,8 +308,8 @@ def test_a_cold_triggerers_first_waits_open_no_file_and_import_nothing_in_its_ev
     for i in range(3):
         created = vision.create_model(CreateModelDetails(**details, display_name=f"cold-{i}"))
         ref = {"model_id": created.model["id"], "work_request_id": created.work_request_id}
-        waits.append((VISION_LIFECYCLE.key, "oci_default", ref))
-        model = HappyRobotHook("happyrobot_default").create_model(
+        waits.append((VISION_LIFECYCLE.key, "cold_oci", ref))
+        model = HappyRobotHook("cold_hr").create_model(
             CreateModelRequest(
                 use_case_id="uc-cold",
                 name=f"cold-{i}",
@@ -313,8 +318,7 @@ def test_a_cold_triggerers_first_waits_open_no_file_and_import_nothing_in_its_ev
                 test_sample_ids=[],
             )
         )
-        waits.append((MODEL_LIFECYCLE.key, "happyrobot_default", {"model_id": model["id"]}))
-    modelreg_sandbox.lifecycle(1.0)
+        waits.append((MODEL_LIFECYCLE.key, "cold_hr", {"model_id": model["id"]}))
 
     child = subprocess.run(
         [sys.executable, "-c", COLD_TRIGGERER, json.dumps(waits)], capture_output=True, text=True, timeout=120
