@@ -86,7 +86,12 @@ OCI_AUTH_TYPES = (
 OCI_CREDENTIAL_FIELDS: dict[str, dict[str, Any]] = {
     "auth_type": {
         "label": "Authentication",
-        "schema": {"type": ["string", "null"], "enum": [*OCI_AUTH_TYPES, None]},
+        # values_display: what Airflow's form shows for an option (its unset one would read "null").
+        "schema": {
+            "type": ["string", "null"],
+            "enum": [*OCI_AUTH_TYPES, None],
+            "values_display": {"null": "derived from the fields filled in"},
+        },
         "description": "api_key (the fields below), config_file (an OCI config profile), security_token "
         "(a session token file), instance_principal (OCI Compute), resource_principal (RPv2.2 variables) or "
         "workload_identity (OKE). Blank: derived from what is filled (API-key fields win over the profile).",

@@ -47,7 +47,7 @@ return [...dialog.querySelectorAll('[data-part=root][role=group]')].map(group =>
   const input = group.querySelector('[name]');
   if (!label || !input) return null;
   return {label: label.innerText.replace('*', '').trim(), name: input.name, type: input.type || input.tagName,
-          value: input.value, shown: group.getClientRects().length > 0};
+          value: input.value, shown: group.getClientRects().length > 0, text: group.innerText};
 }).filter(Boolean);
 """
 

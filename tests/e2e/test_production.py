@@ -294,6 +294,9 @@ def test_the_connection_form_in_a_real_browser(stack: ProductionStack, services:
         assert all(f["shown"] for f in fields.values()), definition["connection-type"]
         for name, spec in declared.items():
             assert fields[name]["label"] == spec["label"]
+            if None in spec["schema"].get("enum", ()):  # the unset option shows its display text, not "null"
+                shown = fields[name]["text"].splitlines()
+                assert "null" not in shown and spec["schema"]["values_display"]["null"] in shown, shown
             secret = spec["schema"].get("format") == "password"
             assert (fields[name]["type"] == "password") == secret, name  # masked exactly when secret
         for name, label in behaviour.get("relabeling", {}).items():
