@@ -287,6 +287,8 @@ def test_a_cold_triggerers_first_waits_open_no_file_and_import_nothing_in_its_ev
     import subprocess
     import sys
 
+    from fixtures.oci_vision import vision_arguments
+
     from airflow_provider_modelreg.hooks.oci_vision import MODEL_LIFECYCLE as VISION_LIFECYCLE
     from airflow_provider_modelreg.hooks.oci_vision import OCIVisionHook
     from airflow_provider_modelreg.models.oci_vision import CreateModelDetails
@@ -295,18 +297,9 @@ def test_a_cold_triggerers_first_waits_open_no_file_and_import_nothing_in_its_ev
     monkeypatch.setenv("AIRFLOW_CONN_COLD_HR", json.dumps(happyrobot_conn))
     sandbox.sandbox.state.lifecycle_seconds["*"] = 4.0  # the child polls each a few times
     vision = OCIVisionHook("cold_oci")
-    details = {
-        "compartment_id": "ocid1.compartment.oc1..aaaaaaaasandboxcompartment",
-        "project_id": "ocid1.aivisionproject.oc1.iad.amaaaaaasandboxproject",
-        "model_type": "OBJECT_DETECTION",
-        "training_dataset": {
-            "dataset_type": "DATA_SCIENCE_LABELING",
-            "dataset_id": "ocid1.datalabelingdataset.oc1.iad.amaaaaaasandboxdataset",
-        },
-    }
     waits: list[tuple[str, str, dict[str, Any]]] = []
     for i in range(3):
-        created = vision.create_model(CreateModelDetails(**details, display_name=f"cold-{i}"))
+        created = vision.create_model(CreateModelDetails(**vision_arguments(display_name=f"cold-{i}")))
         ref = {"model_id": created.model["id"], "work_request_id": created.work_request_id}
         waits.append((VISION_LIFECYCLE.key, "cold_oci", ref))
         model = HappyRobotHook("cold_hr").create_model(
