@@ -480,28 +480,18 @@ def sleep(delay: float) -> asyncio.Future[None]:
 # makes nothing that outlives it, so waiting in the steady state moves nothing to the oldest generation.
 
 
+@dataclass(slots=True, eq=False)
 class _Parked:
     """One wait between polls, for as long as its group's list shows its resource unchanged."""
 
-    __slots__ = ("client", "end_time", "future", "poll_interval", "ref", "seen", "spec")
-
-    def __init__(
-        self,
-        future: asyncio.Future[Any],
-        client: ServiceClient,
-        spec: LifecycleSpec,
-        ref: Mapping[str, Any],
-        seen: Any,
-        poll_interval: float,
-        end_time: float,
-    ) -> None:
-        self.future = future
-        self.client = client
-        self.spec = spec
-        self.ref = ref
-        self.seen = seen
-        self.poll_interval = poll_interval
-        self.end_time = end_time
+    future: asyncio.Future[Any]
+    client: ServiceClient
+    spec: LifecycleSpec
+    ref: Mapping[str, Any]
+    member: str  # the wait's id in its group's list (ListRead.member), made once
+    seen: Any
+    poll_interval: float
+    end_time: float
 
     def check(self) -> None:
         """A poll, at the tick the wait is due: served from its group's list, or handed back to the wait."""
@@ -532,8 +522,7 @@ class _Parked:
             return
         try:
             spec = self.spec
-            assert spec.list_read is not None
-            item = None if items is None else items.get(spec.list_read.member(self.ref))
+            item = None if items is None else items.get(self.member)
             if item is None:  # missing from the list, or the list failed: the wait reads alone
                 future.set_result(None)
                 return
@@ -567,8 +556,9 @@ def park(
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
-    sleeper: Any = (
-        future if spec.list_read is None else _Parked(future, client, spec, ref, seen, poll_interval, end_time)
-    )
+    lr = spec.list_read
+    sleeper: Any = future
+    if lr is not None:
+        sleeper = _Parked(future, client, spec, ref, lr.member(ref), seen, poll_interval, end_time)
     _loop_ticks(loop).schedule(loop, pause, sleeper)
     return future

@@ -7,6 +7,7 @@ the sync hooks and the async triggers differ only in which httpx client sends (s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import email.utils
 import functools
@@ -480,9 +481,9 @@ class ServiceClient:
         (anyio, imported on the first connect: ~20 ms). A triggerer taking over a hundred waits otherwise
         stalls its loop past Airflow's 0.2 s warning on the first read."""
         tls_context(self.verify)
-        import anyio._backends._asyncio  # noqa: F401
-        import httpcore._backends.anyio  # noqa: F401
-
+        with contextlib.suppress(ImportError):  # private paths: if they move, the loop loads them as before
+            import anyio._backends._asyncio  # noqa: F401
+            import httpcore._backends.anyio  # noqa: F401
         return self
 
     @property

@@ -136,8 +136,11 @@ def worker_main(args: argparse.Namespace) -> None:
     def poll_count() -> int:
         return stats["polls"]
 
-    def note_poll(count: bool = True) -> None:
-        stats["polls"] += count
+    def note_poll() -> None:
+        stats["polls"] += 1
+        note_first()
+
+    def note_first() -> None:
         i = current.get()
         if i >= 0 and not first_seen[i]:
             first_seen[i] = 1
@@ -177,7 +180,7 @@ def worker_main(args: argparse.Namespace) -> None:
             try:
                 return await orig_aread(*a, **kw)
             finally:
-                note_poll(count=False)
+                note_first()
 
         def poll_count() -> int:
             return coalesce.stats["served"] + coalesce.stats["alone"]
