@@ -496,10 +496,11 @@ class ServiceClient:
             self._shared = SharedAsyncClient.acquire(self)
         return self._shared
 
-    def share_key(self) -> str:
-        """What makes two clients interchangeable: URL, credentials, headers, timeout and TLS setting.
+    def pool_key(self) -> str:
+        """What makes two clients able to send through one connection pool: URL, credentials, headers,
+        timeout, TLS setting and pool size (everything the pooled httpx client is built from, nothing else).
 
-        A digest, so the registry of shared clients never holds a credential in the clear.
+        A digest, so the registry of shared pools never holds a credential in the clear.
         """
         parts = (
             self.base_url,
@@ -509,6 +510,16 @@ class ServiceClient:
             repr(self.verify),
             self.max_connections,
         )
+        return digest(repr(parts))
+
+    def share_key(self) -> str:
+        """What makes two ServiceClients interchangeable: the pool's key plus everything else a client
+        decides with, i.e. the service it names in logs and errors, its service policy, its retry policy and
+        its request budget. Two connections on one host with one key but another service or other retry or
+        rate settings are two clients (waits sharing a client would otherwise log and retry as another's).
+        """
+        budget = None if self.budget is None else self.budget.cap
+        parts = (self.pool_key(), self.service, repr(self.policy), repr(self.retry), budget)
         return digest(repr(parts))
 
     def twin(self) -> ServiceClient:
@@ -666,7 +677,10 @@ class ServiceClient:
 
 
 class SharedAsyncClient:
-    """One httpx.AsyncClient per (event loop, :meth:`ServiceClient.share_key`), counted by reference.
+    """One httpx.AsyncClient per (event loop, :meth:`ServiceClient.pool_key`), counted by reference.
+
+    It carries nothing per connection but what the pool key covers: the service named in logs, retries
+    and the request budget stay with each ServiceClient, so clients of two services share connections only.
 
     Per loop because an async client's connections belong to the loop that opened them. A semaphore sized
     to the pool keeps waiting requests out of httpcore's pool (see MAX_IN_FLIGHT_PER_HOST).
@@ -685,7 +699,7 @@ class SharedAsyncClient:
     @classmethod
     def acquire(cls, owner: ServiceClient) -> SharedAsyncClient:
         per_loop = cls._registry.setdefault(asyncio.get_running_loop(), {})
-        key = owner.share_key()
+        key = owner.pool_key()
         shared = per_loop.get(key)
         if shared is None or shared.client.is_closed:
             size = owner.max_connections

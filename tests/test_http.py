@@ -238,6 +238,33 @@ class TestSharedAsyncClients:
         asyncio.run(keep())
         assert clients[0] is not clients[1] and all(c.is_closed for c in clients)
 
+    @pytest.mark.parametrize(
+        "other",
+        [
+            {"service": "Y"},
+            {"retry": RetryPolicy(max_attempts=2)},
+            {"retry": RetryPolicy(total_budget=5)},
+            {"requests_per_second": 3.0},
+        ],
+        ids=["other service", "other attempts", "other retry budget", "other request rate"],
+    )
+    def test_another_service_or_retry_or_rate_is_another_client_on_the_same_pool(self, other):
+        """What a client decides with (the service it names, its retries, its budget) is in its share key,
+        so waits never share a ServiceClient across them; the pool carries none of it and stays shared."""
+        base = {"service": "X", "base_url": "http://127.0.0.1:9/api", "auth": BearerAuth(KEY)}
+
+        async def go() -> None:
+            mine, theirs = ServiceClient(**base), ServiceClient(**base | other)
+            try:
+                assert mine.share_key() != theirs.share_key()
+                assert mine.share_key() == ServiceClient(**base).share_key()
+                assert mine.aclient is theirs.aclient and SharedAsyncClient.open_count() == 1
+            finally:
+                await mine.aclose()
+                await theirs.aclose()
+
+        asyncio.run(go())
+
     def test_the_registry_is_keyed_by_a_digest_not_by_the_credential(self):
         async def go() -> list[str]:
             client = self.client(token="canary-token-4711")

@@ -60,6 +60,16 @@ def test_specs_are_named_by_their_import_path():
         resolve_spec("airflow_provider_modelreg.hooks.happyrobot:HappyRobotHook")
 
 
+async def until(condition: Any, timeout: float = 30.0) -> None:
+    """Wait for ``condition()`` to hold, checking every few ms, for at most ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {condition}")
+        await asyncio.sleep(0.01)
+
+
 def make_trigger(model_id: str, end_time: float = 1e12) -> LifecycleTrigger:
     return LifecycleTrigger(
         spec=MODEL_LIFECYCLE.key, conn_id="hr", ref={"model_id": model_id}, poll_interval=0.1, end_time=end_time
@@ -320,3 +330,113 @@ def test_a_cold_triggerers_first_waits_open_no_file_and_import_nothing_in_its_ev
     outcome = json.loads(child.stdout.strip().splitlines()[-1])
     assert outcome["statuses"] == ["success"] * len(waits)
     assert outcome["in_loop"] == []
+
+
+# -- two connections on one host with one key: each wait is its own connection's ----------------------
+def _vision_model_sensor(conn_id: str, model_id: str, deferrable: bool) -> Any:
+    from airflow_provider_modelreg.sensors.oci_vision import OCIVisionModelSensor
+
+    return OCIVisionModelSensor(
+        task_id="vision", conn_id=conn_id, model_id=model_id, deferrable=deferrable, poke_interval=0.1, timeout=60
+    )
+
+
+def _model_version_sensor(conn_id: str, name: str, version: str, deferrable: bool) -> Any:
+    from airflow_provider_modelreg.sensors.mlflow import MlflowModelVersionSensor
+
+    return MlflowModelVersionSensor(
+        task_id="version",
+        conn_id=conn_id,
+        name=name,
+        version=version,
+        deferrable=deferrable,
+        poke_interval=0.1,
+        timeout=60,
+    )
+
+
+def _trigger_of(sensor: Any) -> LifecycleTrigger:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})
+    return deferred.value.trigger
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "sync"])
+def test_waits_of_two_services_on_one_host_and_key_each_log_their_service_and_keep_their_retries(
+    sandbox, monkeypatch, oci_conn_fields, caplog, capfd, deferrable
+):
+    """A tenancy's ``oci`` and ``oci_aidp`` connections on one host with one key are still two services:
+    each wait's lines name its own service and it retries as its own connection says (issue 27.1)."""
+    from fixtures.oci_vision import vision_arguments
+
+    from airflow_provider_modelreg.hooks.mlflow import OCIDataPlatformMlflowHook
+    from airflow_provider_modelreg.hooks.oci_vision import OCIVisionHook
+    from airflow_provider_modelreg.models.base import validate_request
+    from airflow_provider_modelreg.models.mlflow import CreateModelVersionRequest, CreateRegisteredModelRequest
+    from airflow_provider_modelreg.models.oci_vision import CreateModelDetails
+    from airflow_provider_modelreg.sandbox.faults import FaultRule
+
+    # Vision: no retry (one attempt); AI Data Platform: three attempts. Other rates too (a loopback host
+    # has no budget unless the connection gives one).
+    vision_extra = oci_conn_fields | {"retry_max_attempts": 1, "requests_per_second": 500}
+    aidp_extra = oci_conn_fields | {
+        "ai_data_platform_id": "ocid1.aidataplatform.oc1.iad.sandbox",
+        "workspace_key": "ws",
+        "retry_max_attempts": 3,
+        "retry_max_seconds": 60,
+        "requests_per_second": 400,
+    }
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SHARED_VISION", json.dumps({"conn_type": "oci", "host": sandbox.url, "extra": vision_extra})
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SHARED_AIDP", json.dumps({"conn_type": "oci_aidp", "host": sandbox.url, "extra": aidp_extra})
+    )
+    vision_hook, aidp_hook = OCIVisionHook(conn_id="shared_vision"), OCIDataPlatformMlflowHook(conn_id="shared_aidp")
+    assert vision_hook.client.pool_key() == aidp_hook.client.pool_key()  # one host, one key: the issue's setting
+
+    sandbox.sandbox.state.lifecycle_seconds["*"] = 3.0  # both still waiting while the faults fire
+    model_id = vision_hook.create_model(validate_request(CreateModelDetails, vision_arguments())).model["id"]
+    aidp_hook.ensure_registered_model(CreateRegisteredModelRequest(name="shared-host"))
+    version = aidp_hook.create_model_version(CreateModelVersionRequest(name="shared-host", source="s3://b/m"))
+    vision = _vision_model_sensor("shared_vision", model_id, deferrable)
+    aidp = _model_version_sensor("shared_aidp", "shared-host", str(version["version"]), deferrable)
+    triggers = [_trigger_of(vision), _trigger_of(aidp)] if deferrable else []
+
+    # Each service's read answers 503 twice: AI Data Platform's client rides it out in its own retries;
+    # Vision's (one attempt) gives up on each and the wait reads again at its next check.
+    faults = [
+        FaultRule(kind="status", status=503, method="GET", path=f"/20220125/models/{model_id}", count=2),
+        FaultRule(kind="status", status=503, method="GET", path="/model-versions/get", count=2),
+    ]
+    sandbox.sandbox.faults.rules.extend(faults)
+    rates: list[float | None] = []
+    if deferrable:
+
+        async def run_in_one_triggerer() -> list[dict[str, Any]]:
+            waits = [asyncio.ensure_future(first_event(t)) for t in triggers]
+            await until(lambda: all(t._client is not None for t in triggers) or any(w.done() for w in waits))
+            rates.extend(t._client.budget.cap if t._client and t._client.budget else None for t in triggers)
+            return await asyncio.gather(*waits)
+
+        events = asyncio.run(run_in_one_triggerer())
+        assert [e["status"] for e in events] == ["success", "success"]
+        assert rates == [500.0, 400.0]  # each wait spends its own connection's request budget
+    else:
+        assert vision.execute({})["lifecycleState"] == "ACTIVE"
+        assert aidp.execute({})["status"] == "READY"
+    assert [f.fired for f in faults] == [2, 2]
+
+    # The waits log through Airflow's structlog (the captured output), the client's retries through logging.
+    lines = (caplog.text + "".join(capfd.readouterr())).splitlines()
+    aidp_retries = [line for line in lines if "/model-versions/get" in line and "; retry " in line]
+    vision_lines = [line for line in lines if f"/20220125/models/{model_id}" in line and "HTTP 503" in line]
+    assert [line.split("; retry ")[1].split(" ")[0] for line in aidp_retries] == ["1/2", "2/2"], aidp_retries
+    assert all("OCI AI Data Platform GET /20260430/aiDataPlatforms/" in line for line in aidp_retries), aidp_retries
+    # Vision's client sends once per read (no retry line): the wait says twice it could not read, and why.
+    assert len(vision_lines) == 2 and all("could not be read (OCI Vision GET " in line for line in vision_lines)
+    assert not any("; retry " in line for line in vision_lines), vision_lines
+    assert not any("OCI Vision GET" in line and "model-versions" in line for line in lines)
