@@ -16,6 +16,10 @@ from airflow_provider_modelreg.http import RetryPolicy, ServiceError
 
 T = TypeVar("T")
 
+# What create_once logs when it finds the task instance's own resource: only ever true of a resource keyed to
+# this task instance (found by its idempotency key), which an earlier try or attempt made.
+REUSED = "Found the resource an earlier attempt of this task created; not creating another"
+
 
 # Set in a task's context when the user asked to create anew after the recorded resource failed
 # (``on_failed_resource="recreate"``): the n-th new resource of one task instance gets its own key.
@@ -47,18 +51,23 @@ def create_once(
     retry: RetryPolicy,
     logger: Any,
     sleep: Callable[[float], None] = time.sleep,
+    found_message: str = REUSED,
 ) -> tuple[T, bool]:
     """Return (resource, created). Looks for an earlier try's resource before every create attempt.
 
     A create that failed ambiguously (5xx, dropped connection after sending) may still have created the
     resource, so it is never blindly resent: the next attempt looks it up first.
+
+    ``found_message`` is logged when ``find`` finds one. The default says an earlier attempt of this task
+    made it, which holds only when ``find`` looks for the task instance's own resource (by its key); a
+    resource found by a name others share (an MLflow experiment) says so instead.
     """
     attempt = 0
     while True:
         attempt += 1
         existing = find()
         if existing is not None:
-            logger.info("Found the resource an earlier attempt of this task created; not creating another")
+            logger.info("%s", found_message)
             return existing, False
         try:
             return create(), True

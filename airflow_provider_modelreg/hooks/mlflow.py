@@ -326,11 +326,19 @@ class MlflowHook(ModelRegHook):
         return str(response.json_object(require=("experiment_id",))["experiment_id"])
 
     def _find_or_create(
-        self, what: str, find: Callable[[], dict[str, Any] | None], create: Callable[[], dict[str, Any]]
+        self,
+        what: str,
+        find: Callable[[], dict[str, Any] | None],
+        create: Callable[[], dict[str, Any]],
+        use: str = "using it",
     ) -> tuple[dict[str, Any], bool]:
         """(resource, created) for a uniquely named resource. A create whose answer was lost (dropped
         connection, 5xx) is looked up before it is sent again, within this call; a concurrent create
-        by someone else (already exists) is not an error."""
+        by someone else (already exists) is not an error.
+
+        Such a resource is shared by name (every run of an experiment's DAGs logs to it), not made for one
+        task instance: one that exists is logged as such ("Experiment 'x' exists; logging to it"), never as
+        an earlier try's resource."""
         from airflow_provider_modelreg.idempotency import create_once
 
         def create_or_adopt() -> dict[str, Any] | None:
@@ -344,7 +352,13 @@ class MlflowHook(ModelRegHook):
                     raise
                 return {**found, "_adopted": True}
 
-        resource, created = create_once(find=find, create=create_or_adopt, retry=self.client.retry, logger=self.log)
+        resource, created = create_once(
+            find=find,
+            create=create_or_adopt,
+            retry=self.client.retry,
+            logger=self.log,
+            found_message=f"{what} exists; {use}",
+        )
         if resource.pop("_adopted", False):
             created = False
         return resource, created
@@ -356,6 +370,7 @@ class MlflowHook(ModelRegHook):
             f"Experiment {name!r}",
             lambda: self.get_experiment_by_name(name),
             lambda: {"experiment_id": self.create_experiment(name, retry_token), "name": name},
+            use="logging to it",
         )
         return experiment
 
@@ -472,6 +487,7 @@ class MlflowHook(ModelRegHook):
             f"Registered model {request.name!r}",
             lambda: self.get_registered_model(request.name),
             lambda: self.create_registered_model(request, retry_token),
+            use="adding to it",
         )
 
     def create_model_version(
