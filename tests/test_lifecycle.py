@@ -70,6 +70,27 @@ async def until(condition: Any, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.01)
 
 
+def any_done(tasks: list[asyncio.Future[Any]]) -> bool:
+    """A wait that ended early (an error) ends the waiting for a condition: its result tells what went wrong."""
+    return any(task.done() for task in tasks)
+
+
+def count_reads(sandbox: Any, path: str = "/models") -> Any:
+    """A sandbox rule that only counts the reads of ``path`` reaching it (``.fired``); it changes nothing."""
+    from airflow_provider_modelreg.sandbox.faults import FaultRule
+
+    rule = FaultRule(kind="latency", delay=0.0, method="GET", path=path, count=None)
+    sandbox.sandbox.faults.rules.append(rule)
+    return rule
+
+
+def hold_models(sandbox: Any, held: bool) -> None:
+    """Keep HappyRobot models in progress (an hour-long training), or let them end at their next read: the
+    sandbox derives a model's state from its age at each read, so a test sees waits mid-wait however slowly
+    a loaded machine runs them."""
+    sandbox.sandbox.state.lifecycle_seconds["happyrobot"] = 3600.0 if held else 0.05
+
+
 def make_trigger(model_id: str, end_time: float = 1e12) -> LifecycleTrigger:
     return LifecycleTrigger(
         spec=MODEL_LIFECYCLE.key, conn_id="hr", ref={"model_id": model_id}, poll_interval=0.1, end_time=end_time
@@ -113,17 +134,20 @@ def test_trigger_and_sync_wait_reach_the_same_end(model_id):
 
 
 @pytest.mark.integration
-def test_a_trigger_rebuilt_from_its_serialised_form_resumes_the_same_wait(model_id):
+def test_a_trigger_rebuilt_from_its_serialised_form_resumes_the_same_wait(model_id, sandbox):
     original = make_trigger(model_id)
+    hold_models(sandbox, True)
+    reads = count_reads(sandbox)
 
     async def stop_mid_wait() -> None:
         task = asyncio.ensure_future(first_event(original))
-        await asyncio.sleep(0.3)  # polling, model still pending/training
+        await until(lambda: reads.fired >= 1 or task.done())  # polling, model still in progress
         task.cancel()  # a triggerer restart
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(stop_mid_wait())
+    hold_models(sandbox, False)
     _classpath, kwargs = original.serialize()
     rebuilt = LifecycleTrigger(**kwargs)
     assert asyncio.run(first_event(rebuilt)) == {"status": "success", "state": "active", "ref": {"model_id": model_id}}
@@ -184,7 +208,8 @@ def test_many_waits_on_one_connection_share_one_small_pool(
     from airflow_provider_modelreg.http import SharedAsyncClient
 
     monkeypatch.setenv("AIRFLOW_CONN_HR", json.dumps(happyrobot_conn | {"extra": json.dumps(extras)}))
-    sandbox.sandbox.state.lifecycle_seconds["happyrobot"] = 1.0
+    hold_models(sandbox, True)
+    reads = count_reads(sandbox)
     waits = 40
 
     async def run() -> tuple[list[dict[str, Any]], int, int, int]:
@@ -200,8 +225,10 @@ def test_many_waits_on_one_connection_share_one_small_pool(
         loop.create_connection = counting  # type: ignore[method-assign]
         triggers = [make_trigger(model_id) for _ in range(waits)]
         tasks = [asyncio.ensure_future(first_event(t)) for t in triggers]
-        await asyncio.sleep(0.3)  # every wait has polled at least once and is still waiting
+        # Every wait holds its client and a poll has gone out; the model stays in progress meanwhile.
+        await until(lambda: (all(t._client is not None for t in triggers) and reads.fired >= 1) or any_done(tasks))
         open_while_waiting = SharedAsyncClient.open_count()
+        hold_models(sandbox, False)
         events = await asyncio.gather(*tasks)
         return events, connects, open_while_waiting, SharedAsyncClient.open_count()
 
@@ -216,7 +243,8 @@ def test_waits_of_one_connection_share_one_client_and_starting_together_fetch_th
     model_id, sandbox, monkeypatch
 ):
     """10,000 waits of one connection hold one client between them, not one each, however they start."""
-    sandbox.sandbox.state.lifecycle_seconds["happyrobot"] = 1.0
+    hold_models(sandbox, True)
+    reads = count_reads(sandbox)
     fetches = [0]
     original = HappyRobotHook.aclient_for.__func__  # type: ignore[attr-defined]
 
@@ -230,11 +258,17 @@ def test_waits_of_one_connection_share_one_client_and_starting_together_fetch_th
     async def run() -> tuple[list[dict[str, Any]], int, bool]:
         triggers = [make_trigger(model_id) for _ in range(waits)]
         tasks = [asyncio.ensure_future(first_event(t)) for t in triggers[: waits // 2]]
-        await asyncio.sleep(0.2)  # the first half has its client; the second half fetches the connection again
+        # The first half has its client; the second half then fetches the connection again.
+        await until(lambda: all(t._client is not None for t in triggers[: waits // 2]) or any_done(tasks))
+        read_before = reads.fired
         tasks += [asyncio.ensure_future(first_event(t)) for t in triggers[waits // 2 :]]
-        await asyncio.sleep(0.2)  # every wait has polled and is still waiting
+        # Every wait holds its client and a poll followed; the model stays in progress meanwhile.
+        await until(
+            lambda: (all(t._client is not None for t in triggers) and reads.fired > read_before) or any_done(tasks)
+        )
         clients = {id(t._client) for t in triggers}
         pool = triggers[0]._client.aclient if triggers[0]._client is not None else None
+        hold_models(sandbox, False)
         events = await asyncio.gather(*tasks)
         return events, len(clients), pool is not None and pool.is_closed
 
