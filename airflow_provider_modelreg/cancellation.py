@@ -30,7 +30,7 @@ import asyncio
 import copy
 import logging
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Coroutine, Generator, Mapping
 from typing import Any, Literal
 
 from airflow_provider_modelreg.http import ApiRequest, RetryPolicy, ServiceClient, ServiceError
@@ -155,6 +155,53 @@ async def cancel_async(
     except Exception as exc:
         logger.warning("Could not cancel %s (%s): %s", spec.describe(ref), why, _safe(exc))
     return "error"
+
+
+# -- a trigger's on_kill, run to its end -----------------------------------------------------------------
+async def on_kill_to_the_end(trigger: Any, work: Coroutine[Any, Any, None], described: str, logger: Any) -> None:
+    """Run a trigger's on_kill ``work`` (the state question, then the cancel) to its end, although the
+    triggerer cancels the trigger again and again meanwhile.
+
+    Airflow 3.3's triggerer repeats a user action's cancel at every turn of its loop (about once a second)
+    until the trigger has finished: its supervisor answers every state sync with the whole set of triggers
+    being cancelled, and the runner cancels each one's asyncio task again. A cancel taking longer than one
+    turn (a loaded triggerer's state question takes seconds) was interrupted by the next: the triggerer
+    swallows a CancelledError inside on_kill, so the training ran on and nothing was logged (issue 28).
+    So the work runs in a task of its own, which those cancels never reach; on_kill waits for it and
+    absorbs them. The work is bounded (``state_read_budget`` plus :data:`CANCEL_BUDGET`), so waiting ends.
+    On Python 3.11 the triggerer's ``wait_for`` may still stop waiting for on_kill: the trigger's cleanup
+    then waits for the work (:func:`kill_finished`) before giving its client back.
+    """
+    task = asyncio.ensure_future(work)
+    trigger._kill_work = task
+    await _outlast_cancels(task, described, logger)
+
+
+async def kill_finished(trigger: Any, described: str, logger: Any) -> None:
+    """Wait for an on_kill started by :func:`on_kill_to_the_end` that is still running (from cleanup)."""
+    task = getattr(trigger, "_kill_work", None)
+    if task is not None:
+        await _outlast_cancels(task, described, logger)
+
+
+async def _outlast_cancels(task: asyncio.Future[None], described: str, logger: Any) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + state_read_budget() + CANCEL_BUDGET + 1.0
+    while not task.done():
+        left = deadline - loop.time()
+        if left <= 0:  # not expected (the work is bounded): say so rather than wait on
+            task.cancel()
+            logger.warning("Cancelling %s did not end in time; it may still be running", described)
+            return
+        try:
+            await asyncio.wait({task}, timeout=left)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and hasattr(current, "uncancel"):  # Python 3.11+ counts cancels
+                current.uncancel()
+            logger.debug("The triggerer cancelled the trigger again while it stops %s; finishing that first", described)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.warning("Could not cancel %s: %s", described, _safe(exc))
 
 
 def _safe(exc: BaseException) -> str:

@@ -365,12 +365,17 @@ class LifecycleTrigger(BaseTrigger):
         instance's state tells which: only a task marked failed cancels (cancellation.cancel_reason)."""
         if not self.cancel_on_kill:
             return
-        from airflow_provider_modelreg.cancellation import acancel_reason
+        from airflow_provider_modelreg.cancellation import acancel_reason, on_kill_to_the_end
 
-        why = await acancel_reason(self.task_instance, self.log)
-        if why is not None:
-            spec = resolve_spec(self.spec)
-            await self._cancel(spec, self.resource_ref(), why)
+        async def cancel_if_marked_failed() -> None:
+            why = await acancel_reason(self.task_instance, self.log)
+            if why is not None:
+                spec = resolve_spec(self.spec)
+                await self._cancel(spec, self.resource_ref(), why)
+
+        # In a task of its own, which the triggerer's repeated cancels never reach (cancellation.py).
+        described = resolve_spec(self.spec).describe(self.resource_ref())
+        await on_kill_to_the_end(self, cancel_if_marked_failed(), described, self.log)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         spec = resolve_spec(self.spec)
@@ -456,6 +461,10 @@ class LifecycleTrigger(BaseTrigger):
             yield TriggerEvent({"status": "error", "message": str(exc)})
 
     async def cleanup(self) -> None:
+        if self.cancel_on_kill:  # an on_kill still cancelling keeps the client until it is done
+            from airflow_provider_modelreg.cancellation import kill_finished
+
+            await kill_finished(self, resolve_spec(self.spec).describe(self.resource_ref()), self.log)
         client, self._client = self._client, None
         if client is not None:
             await _release_client(client)

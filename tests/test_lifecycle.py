@@ -474,3 +474,78 @@ def test_waits_of_two_services_on_one_host_and_key_each_log_their_service_and_ke
     assert len(vision_lines) == 2 and all("could not be read (OCI Vision GET " in line for line in vision_lines)
     assert not any("; retry " in line for line in vision_lines), vision_lines
     assert not any("OCI Vision GET" in line and "model-versions" in line for line in lines)
+
+
+# -- a user's "mark failed" while the triggerer repeats its cancel ---------------------------------------
+# Airflow 3.3's triggerer loop turns about once a second; at each turn its supervisor answers the state sync
+# with every trigger still being cancelled, and the runner cancels that trigger's task again. Turned faster
+# here (the same thing, more often): a slower turn only gives on_kill more time between repeats.
+TRIGGERER_TURN = 0.2
+
+
+@pytest.mark.integration
+def test_a_trigger_marked_failed_cancels_its_training_though_the_triggerer_repeats_the_cancel_meanwhile(
+    sandbox, oci_vision_hook, monkeypatch, caplog, capfd
+):
+    """The production test's failure (issue 28): Airflow took seconds to say the task was marked failed,
+    the triggerer's next turns cancelled the trigger again, and on_kill ended with nothing cancelled or
+    logged. The training must be cancelled and the log must say so."""
+    from types import SimpleNamespace
+
+    from airflow.jobs.triggerer_job_runner import TriggerRunner
+    from fixtures.oci_vision import vision_arguments
+
+    from airflow_provider_modelreg import cancellation
+    from airflow_provider_modelreg.models.base import validate_request
+    from airflow_provider_modelreg.models.oci_vision import CreateModelDetails
+
+    sandbox.sandbox.state.lifecycle_seconds["oci_vision"] = 3600.0  # training far longer than the test
+    created = oci_vision_hook.create_model(validate_request(CreateModelDetails, vision_arguments()))
+    ref = {"model_id": created.model["id"], "work_request_id": created.work_request_id}
+    reads = count_reads(sandbox, "/20220125/models/")
+    answer_after = 1.5  # seconds Airflow takes to answer the task's state: several turns of the triggerer
+    asked: list[str] = []
+
+    async def slowly_marked_failed(ti: Any) -> str:
+        asked.append(ti.task_id)
+        await asyncio.sleep(answer_after)  # the supervisor's answer arriving, not synchronisation
+        return "failed"
+
+    monkeypatch.setattr(cancellation, "_atask_instance_state", slowly_marked_failed)
+    trigger = LifecycleTrigger(
+        spec="airflow_provider_modelreg.hooks.oci_vision:MODEL_LIFECYCLE",
+        conn_id="oci_vision_test",
+        ref=ref,
+        poll_interval=0.2,
+        end_time=1e12,
+        cancel_on_kill=True,
+    )
+    trigger.task_instance = SimpleNamespace(
+        id="0" * 32,
+        dag_id="cancel_dag",
+        task_id="train",
+        run_id="manual__1",
+        map_index=-1,
+        try_number=1,
+        context_carrier=None,
+    )
+
+    async def triggerer() -> None:
+        runner = TriggerRunner()
+        task = asyncio.create_task(runner.run_trigger(1, trigger))
+        runner.triggers[1] = {"task": task, "name": "cancel_dag/train", "is_watcher": False, "events": 0}
+        await until(lambda: reads.fired >= 1 or task.done())  # the wait is polling
+        while not task.done():  # a user marked the task failed: cancelled at every turn until finished
+            runner.to_cancel.append(1)
+            await runner.cancel_triggers()
+            await asyncio.wait({task}, timeout=TRIGGERER_TURN)
+        with pytest.raises(asyncio.CancelledError):
+            task.result()
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(triggerer())
+    logged = caplog.text + "".join(capfd.readouterr())
+    work_request = oci_vision_hook.get_work_request(ref["work_request_id"])
+    assert asked == ["train"]
+    assert work_request["status"] == "CANCELED", logged
+    assert "(the task was marked failed)" in logged
