@@ -355,7 +355,11 @@ def test_marking_a_deferred_training_failed_cancels_its_work_request(stack: Prod
     [model] = [m for m in services.state.all("oci_vision") if m.get("displayName") == "cancel-me"]
     assert view(services.state, model)["lifecycleState"] == "CREATING"
     stack.api("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/train", {"new_state": "failed"})
-    stack.wait(lambda: model.get("_canceled"), 60, "the triggerer to cancel the work request")
+    try:
+        stack.wait(lambda: model.get("_canceled"), 60, "the triggerer to cancel the work request")
+    except TimeoutError as exc:  # the trigger log says why (every path of the cancel logs a line)
+        logged = "".join(p.read_text(errors="replace") for p in trigger_logs(stack, dag_id, run_id))
+        raise AssertionError(f"{exc}; the trigger's log ends:\n{logged[-3000:]}") from None
     shown = view(services.state, model)
     assert shown["lifecycleState"] == "FAILED" and "CANCELED" in shown["lifecycleDetails"]
     assert stack.run_state(dag_id, run_id) == "failed"
