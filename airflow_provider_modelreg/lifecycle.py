@@ -461,7 +461,7 @@ class LifecycleTrigger(BaseTrigger):
             yield TriggerEvent({"status": "error", "message": str(exc)})
 
     async def cleanup(self) -> None:
-        if self.cancel_on_kill:  # an on_kill still cancelling keeps the client until it is done
+        if getattr(self, "_kill_work", None) is not None:  # an on_kill still cancelling keeps the client
             from airflow_provider_modelreg.cancellation import kill_finished
 
             await kill_finished(self, resolve_spec(self.spec).describe(self.resource_ref()), self.log)
