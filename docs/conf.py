@@ -36,9 +36,9 @@ html_title = "airflow-provider-modelreg"
 html_static_path = ["_static"]
 html_show_sourcelink = False
 
-autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_default_options = {"members": True, "show-inheritance": True, "undoc-members": False}
 autodoc_member_order = "bysource"
-autodoc_typehints = "description"
+autodoc_typehints = "none"  # types named in the docstrings; hints would name every internal alias
 autodoc_class_signature = "separated"
 
 # Nitpicky (-n) checks every reference. This project's own names must all resolve; names of other

@@ -190,6 +190,8 @@ def main(plan_path: str) -> None:
     started = time.monotonic()
     driver = browser(tempfile.mkdtemp(prefix="modelreg-chromium-"))
     print(f"{time.monotonic() - started:.1f}s Chromium started", file=sys.stderr)
+    if for_docs:  # tall enough for the longest form (OCI's) to be shot whole
+        driver.set_window_size(1400, 4200)
     try:
         form = Form(driver, plan["base"], shots)
         for n, label in enumerate(plan.get("inspect", [])):
