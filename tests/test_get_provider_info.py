@@ -112,3 +112,20 @@ def test_airflow_lists_every_trigger_the_package_ships():
         if trigger.package_name == "airflow-provider-modelreg"
     }
     assert {path.rpartition(".")[0] for path in shipped} <= listed, listed
+
+
+def test_airflow_shows_the_docs_site_as_the_providers_documentation():
+    """Airflow reads a provider's documentation link from its package's Project-URL "Documentation"."""
+    import re
+    from pathlib import Path
+
+    from airflow.providers_manager import ProvidersManager
+
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    urls = dict(re.findall(r'^(Documentation|Source|Changelog) = "(.+)"$', pyproject, re.M))
+    assert set(urls) == {"Documentation", "Source", "Changelog"}
+    shown = ProvidersManager().providers["airflow-provider-modelreg"].data.get("documentation-url") or ""
+    # Airflow 3.2 keeps the space after the comma of "Documentation, https://..."; 3.3 strips it.
+    assert shown.strip() == urls["Documentation"], (
+        "the installed metadata is older than pyproject.toml: reinstall (./dev setup)"
+    )
