@@ -34,6 +34,7 @@ myst_heading_anchors = 3  # [text](page.md#a-heading) is checked like any other 
 html_theme = "furo"
 html_title = "airflow-provider-modelreg"
 html_static_path = ["_static"]
+html_css_files = ["modelreg.css"]
 html_show_sourcelink = False
 
 autodoc_default_options = {"members": True, "show-inheritance": True, "undoc-members": False}

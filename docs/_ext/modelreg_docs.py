@@ -70,7 +70,7 @@ class ConnectionFields(SphinxDirective):
 
     required_arguments = 1
     HEADER = ("field", "label in the form", "type", "default", "meaning")
-    WIDTHS = (20, 18, 17, 10, 35)
+    WIDTHS = (24, 14, 14, 10, 38)
 
     def run(self) -> list[nodes.Node]:
         conn_type = self.arguments[0]
@@ -82,7 +82,7 @@ class ConnectionFields(SphinxDirective):
         group += [nodes.colspec(colwidth=width) for width in self.WIDTHS]
         group += nodes.thead("", nodes.row("", *[_entry([("text", title)]) for title in self.HEADER]))
         group += nodes.tbody("", *[nodes.row("", *[_entry(cell) for cell in row]) for row in rows])
-        return [nodes.table("", group, classes=["connection-fields"])]
+        return [nodes.table("", group, classes=["connection-fields", "colwidths-given"])]
 
 
 def public_bases(app: Sphinx, name: str, obj: Any, options: Any, bases: list[type]) -> None:
