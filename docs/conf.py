@@ -40,7 +40,6 @@ html_show_sourcelink = False
 autodoc_default_options = {"members": True, "show-inheritance": True, "undoc-members": False}
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"  # types named in the docstrings; hints would name every internal alias
-autodoc_class_signature = "separated"
 
 # Nitpicky (-n) checks every reference. This project's own names must all resolve; names of other
 # packages (Airflow, httpx, pydantic, the standard library) cannot without intersphinx, which would need
