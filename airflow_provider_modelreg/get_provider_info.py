@@ -236,6 +236,24 @@ INTEGRATIONS = {
     "nemo": "NVIDIA NeMo Platform",
 }
 
+# Each integration's vendor API reference (Airflow's provider schema: integrations[].external-doc-url).
+EXTERNAL_DOC_URLS = {
+    "happyrobot": "https://docs.happyrobot.ai/api-reference/models/",
+    "oci_vision": "https://docs.oracle.com/en-us/iaas/api/#/en/vision/20220125/",
+    "mlflow": "https://mlflow.org/docs/latest/api_reference/rest-api.html",
+    "nemo": "https://docs.nvidia.com/nemo-helix/documentation/reference/api-reference/models/"
+    "create-model-apis-models-v-2-workspaces-workspace-models-post",
+}
+
+# Modules holding the triggers each integration ships (`airflow providers triggers` lists them): every
+# wait runs the one LifecycleTrigger; MLflow adds the registry's event trigger for AssetWatchers.
+TRIGGER_MODULES = {
+    "happyrobot": [f"{PACKAGE}.lifecycle"],
+    "oci_vision": [f"{PACKAGE}.lifecycle"],
+    "mlflow": [f"{PACKAGE}.lifecycle", f"{PACKAGE}.registry_watch"],
+    "nemo": [f"{PACKAGE}.lifecycle"],
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     return {
@@ -243,7 +261,10 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Model registry (OCI AI Vision, OCI AI Data Platform, MLflow, NVIDIA NeMo, HappyRobot)",
         "description": "Train models, log runs and register model versions from Airflow DAGs.",
         "versions": ["0.1.0"],
-        "integrations": [{"integration-name": name, "tags": ["service"]} for name in INTEGRATIONS.values()],
+        "integrations": [
+            {"integration-name": name, "external-doc-url": EXTERNAL_DOC_URLS[module], "tags": ["service"]}
+            for module, name in INTEGRATIONS.items()
+        ],
         "hooks": [
             {"integration-name": name, "python-modules": [f"{PACKAGE}.hooks.{module}"]}
             for module, name in INTEGRATIONS.items()
@@ -257,7 +278,8 @@ def get_provider_info() -> dict[str, Any]:
             for module, name in INTEGRATIONS.items()
         ],
         "triggers": [
-            {"integration-name": name, "python-modules": [f"{PACKAGE}.lifecycle"]} for name in INTEGRATIONS.values()
+            {"integration-name": name, "python-modules": TRIGGER_MODULES[module]}
+            for module, name in INTEGRATIONS.items()
         ],
         "connection-types": CONNECTION_TYPES,
         "extra-links": [

@@ -43,6 +43,7 @@ with DAG(
             return None
         return {"version": str(max(ready, key=lambda v: int(v["version"]))["version"])}
 
+    # [START howto_operator_mlflow_gate_decide_only]
     evaluate = MlflowChampionChallengerOperator(
         task_id="evaluate",
         conn_id="{{ params.conn_id }}",
@@ -52,6 +53,7 @@ with DAG(
         alias="champion",
         promote=False,  # decide only: a person has the last word
     )
+    # [END howto_operator_mlflow_gate_decide_only]
 
     @task.short_circuit
     def better(decision: dict[str, Any]) -> bool:
@@ -66,6 +68,7 @@ with DAG(
         response_timeout=dt.timedelta(days=2),
     )
 
+    # [START howto_operator_mlflow_set_alias]
     promote = MlflowSetAliasOperator(
         task_id="set_champion",
         conn_id="{{ params.conn_id }}",
@@ -73,5 +76,6 @@ with DAG(
         alias="champion",
         version="{{ ti.xcom_pull(task_ids='evaluate')['version'] }}",
     )
+    # [END howto_operator_mlflow_set_alias]
 
     newest_version() >> evaluate >> better(evaluate.output) >> approve >> promote

@@ -45,6 +45,7 @@ with DAG(
         newest = max(ready, key=lambda v: int(v["version"]))
         return {"name": newest["name"], "version": str(newest["version"])}
 
+    # [START howto_operator_mlflow_champion_challenger]
     promote = MlflowChampionChallengerOperator(
         task_id="evaluate_and_promote",
         conn_id="oci_aidp_default",
@@ -53,5 +54,6 @@ with DAG(
         metrics={"precision": "max", "recall": "max"},
         alias="champion",
     )
+    # [END howto_operator_mlflow_champion_challenger]
 
     deploy() >> newest_vision_version() >> promote

@@ -29,6 +29,7 @@ with DAG(
     },
     tags=["modelreg", "happyrobot"],
 ) as dag:
+    # [START howto_operator_happyrobot_create_model]
     train = HappyRobotCreateModelOperator(
         task_id="train_model",
         use_case_id="{{ params.use_case_id }}",
@@ -40,7 +41,9 @@ with DAG(
         poll_interval=POLL_SECONDS,
         wait_timeout=6 * 3600,
     )
+    # [END howto_operator_happyrobot_create_model]
     # A second look from a sensor, as a downstream DAG that did not create the model would do.
+    # [START howto_sensor_happyrobot_model]
     confirm = HappyRobotModelSensor(
         task_id="confirm_active",
         model_id="{{ ti.xcom_pull(task_ids='train_model')['id'] }}",
@@ -48,4 +51,5 @@ with DAG(
         poke_interval=POLL_SECONDS,
         timeout=600,
     )
+    # [END howto_sensor_happyrobot_model]
     train >> confirm

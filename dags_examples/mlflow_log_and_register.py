@@ -39,6 +39,7 @@ with DAG(
         """Stands in for a real evaluation step: whatever it returns can be logged as metrics."""
         return {"precision": 0.91, "recall": 0.84, "test_images": 120, "dataset": "defects-v3"}
 
+    # [START howto_operator_mlflow_create_run]
     log_run = MlflowCreateRunOperator(
         task_id="log_run",
         conn_id="{{ params.conn_id }}",
@@ -49,7 +50,9 @@ with DAG(
         metric_keys={"precision": "precision", "recall": "recall", "test_images": "test_images"},
         tags={"team": "vision", "airflow.logical_date": "{{ dag_run.run_after | ds }}"},
     )
+    # [END howto_operator_mlflow_create_run]
 
+    # [START howto_operator_mlflow_create_model_version]
     register = MlflowCreateModelVersionOperator(
         task_id="register",
         conn_id="{{ params.conn_id }}",
@@ -60,7 +63,9 @@ with DAG(
         tags={"stage": "candidate"},
         wait_for_completion=False,  # the sensor below waits, in the triggerer
     )
+    # [END howto_operator_mlflow_create_model_version]
 
+    # [START howto_sensor_mlflow_model_version]
     wait_until_ready = MlflowModelVersionSensor(
         task_id="wait_until_ready",
         conn_id="{{ params.conn_id }}",
@@ -70,5 +75,6 @@ with DAG(
         poke_interval=POLL_SECONDS,
         timeout=1800,
     )
+    # [END howto_sensor_mlflow_model_version]
 
     evaluate() >> log_run >> register >> wait_until_ready

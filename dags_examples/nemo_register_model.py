@@ -31,6 +31,7 @@ with DAG(
     },
     tags=["nemo", "model-registry"],
 ) as dag:
+    # [START howto_operator_nemo_create_model]
     NemoCreateModelOperator(
         task_id="register_model",
         conn_id="nemo_default",
@@ -49,3 +50,4 @@ with DAG(
         poll_interval=POLL_SECONDS,
         wait_timeout=2 * 3600,
     )
+    # [END howto_operator_nemo_create_model]

@@ -35,6 +35,7 @@ with DAG(
     },
     tags=["oci", "vision", "example"],
 ) as dag:
+    # [START howto_operator_oci_vision_create_model]
     train_model = OCIVisionCreateModelOperator(
         task_id="train_model",
         conn_id="oci_default",
@@ -51,6 +52,7 @@ with DAG(
         poll_interval=POLL_SECONDS,
         wait_timeout=12 * 3600,
     )
+    # [END howto_operator_oci_vision_create_model]
 
     @task
     def report(model: dict[str, Any]) -> dict[str, Any]:
@@ -60,6 +62,7 @@ with DAG(
 
     # A second look from a sensor, as a downstream DAG that did not create the model would do; the create
     # operator keeps the model and work request ids under the "oci_vision_model" XCom key.
+    # [START howto_sensor_oci_vision_model]
     confirm_active = OCIVisionModelSensor(
         task_id="confirm_active",
         conn_id="oci_default",
@@ -69,4 +72,5 @@ with DAG(
         poke_interval=POLL_SECONDS,
         timeout=600,
     )
+    # [END howto_sensor_oci_vision_model]
     train_model >> confirm_active >> report(train_model.output)

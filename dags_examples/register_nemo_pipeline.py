@@ -39,6 +39,7 @@ with DAG(
         description="LoRA fine-tune of {{ params.base_model }} on support transcripts",
         wait_for_completion=False,
     )
+    # [START howto_sensor_nemo_model_spec]
     wait_for_spec = NemoModelSpecSensor(
         task_id="wait_for_spec",
         workspace="{{ params.workspace }}",
@@ -47,6 +48,7 @@ with DAG(
         poke_interval=POLL_SECONDS,
         timeout=3600,
     )
+    # [END howto_sensor_nemo_model_spec]
     log_run = MlflowCreateRunOperator(
         task_id="log_model_run",
         experiment_name="nemo-support-llm",

@@ -57,3 +57,75 @@ def test_airflow_providers_manager_sees_the_connection_types():
     hooks = manager.hooks
     for definition in CONNECTION_TYPES:
         assert hooks[definition["connection-type"]] is not None, definition["connection-type"]
+
+
+def test_the_provider_info_is_valid_against_airflows_provider_schema():
+    """The schema the installed Airflow validates providers with; every integration names its vendor docs."""
+    import json
+    from pathlib import Path
+
+    import airflow
+    import jsonschema
+
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    info = get_provider_info()
+    jsonschema.validate(info, schema)
+    for integration in info["integrations"]:
+        assert integration.get("external-doc-url", "").startswith("https://"), integration["integration-name"]
+    names = {i["integration-name"] for i in info["integrations"]}
+    for group in ("hooks", "operators", "sensors", "triggers"):
+        assert {entry["integration-name"] for entry in info[group]} <= names, group
+
+
+def trigger_classes_in_the_package() -> set[str]:
+    """Every BaseTrigger subclass defined in a module of the package (sandbox and test helpers aside)."""
+    import inspect
+    import pkgutil
+
+    from airflow.triggers.base import BaseTrigger
+
+    import airflow_provider_modelreg
+
+    found = set()
+    for module_info in pkgutil.walk_packages(airflow_provider_modelreg.__path__, "airflow_provider_modelreg."):
+        if ".sandbox" in module_info.name or module_info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(module_info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, BaseTrigger) and cls.__module__ == module.__name__ and not inspect.isabstract(cls):
+                found.add(f"{cls.__module__}.{cls.__name__}")
+    return found
+
+
+def test_airflow_lists_every_trigger_the_package_ships():
+    """What `airflow providers triggers` prints (ProvidersManager's list: one row per declared module)."""
+    from airflow.providers_manager import ProvidersManager
+
+    shipped = trigger_classes_in_the_package()
+    assert {
+        "airflow_provider_modelreg.lifecycle.LifecycleTrigger",
+        "airflow_provider_modelreg.registry_watch.MlflowRegistryEventTrigger",
+    } <= shipped
+    listed = {
+        trigger.trigger_class_name
+        for trigger in ProvidersManager().trigger
+        if trigger.package_name == "airflow-provider-modelreg"
+    }
+    assert {path.rpartition(".")[0] for path in shipped} <= listed, listed
+
+
+def test_airflow_shows_the_docs_site_as_the_providers_documentation():
+    """Airflow reads a provider's documentation link from its package's Project-URL "Documentation"."""
+    import re
+    from pathlib import Path
+
+    from airflow.providers_manager import ProvidersManager
+
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    urls = dict(re.findall(r'^(Documentation|Source|Changelog) = "(.+)"$', pyproject, re.M))
+    assert set(urls) == {"Documentation", "Source", "Changelog"}
+    shown = ProvidersManager().providers["airflow-provider-modelreg"].data.get("documentation-url") or ""
+    # Airflow 3.2 keeps the space after the comma of "Documentation, https://..."; 3.3 strips it.
+    assert shown.strip() == urls["Documentation"], (
+        "the installed metadata is older than pyproject.toml: reinstall (./dev setup)"
+    )

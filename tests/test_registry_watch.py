@@ -185,7 +185,9 @@ def test_watchers_of_one_model_share_one_read_per_interval(aidp_target, monkeypa
 def test_the_trigger_serialises_to_primitives_and_backs_an_asset_watcher():
     from airflow.sdk import Asset, AssetWatcher
 
+    # [START howto_trigger_mlflow_registry_event]
     trigger = MlflowRegistryEventTrigger(name="fraud-model", conn_id="oci_aidp_default", poll_interval=30)
+    # [END howto_trigger_mlflow_registry_event]
     path, kwargs = trigger.serialize()
     assert path == "airflow_provider_modelreg.registry_watch.MlflowRegistryEventTrigger"
     assert kwargs == {
@@ -194,7 +196,9 @@ def test_the_trigger_serialises_to_primitives_and_backs_an_asset_watcher():
         "poll_interval": 30.0,
         "emit_existing": False,
     }
+    # [START howto_asset_watcher_mlflow_registry_event]
     asset = Asset("modelreg/fraud-model", watchers=[AssetWatcher(name="fraud-model-versions", trigger=trigger)])
+    # [END howto_asset_watcher_mlflow_registry_event]
     assert asset.watchers[0].trigger is trigger
     with pytest.raises(ValueError, match="name"):
         MlflowRegistryEventTrigger(name=" ")

@@ -4,13 +4,16 @@ not): ``python connection_form.py plan.json`` prints what a person saw as JSON, 
 
 The plan names the API server, the connection types to look at, one connection to save through the form
 (typed into its fields, the rest left at the form's defaults) and pages to open; screenshots go to the
-plan's folder.
+plan's folder. With ``MODELREG_SCREENSHOTS=<dir>`` set, each inspected connection type's form is also saved
+there as ``<connection type>.png`` (its Extra Fields open) and ``<connection type>-standard.png``: the docs'
+service pages show them (docs/_static/connection-forms/).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -76,6 +79,10 @@ class Form:
 
     def shot(self, name: str) -> None:
         self.driver.save_screenshot(str(self.shots / f"{name}.png"))
+
+    def shot_dialog(self, path: Path) -> None:
+        """The open dialog alone (the page around it says nothing about the form)."""
+        self.find("[role=dialog]").screenshot(str(path))
 
     def open_new(self) -> None:
         self.driver.get(f"{self.base}/connections")
@@ -163,14 +170,28 @@ class Form:
         return {"fields": self.fields(), "page_source": self.driver.page_source}
 
 
+def type_screenshots() -> tuple[Path, dict[str, str]] | None:
+    """Where the docs' per-type form screenshots go, and each form's label -> connection type (or None)."""
+    folder = os.environ.get("MODELREG_SCREENSHOTS")
+    if not folder:
+        return None
+    from airflow_provider_modelreg.get_provider_info import CONNECTION_TYPES  # stdlib only; .venv-prod has it
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder), {d["hook-name"]: d["connection-type"] for d in CONNECTION_TYPES}
+
+
 def main(plan_path: str) -> None:
     plan = json.loads(Path(plan_path).read_text())
     shots = Path(plan["screenshots"])
     shots.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"forms": {}, "pages": {}}
+    for_docs = type_screenshots()
     started = time.monotonic()
     driver = browser(tempfile.mkdtemp(prefix="modelreg-chromium-"))
     print(f"{time.monotonic() - started:.1f}s Chromium started", file=sys.stderr)
+    if for_docs:  # tall enough for the longest form (OCI's) to be shot whole
+        driver.set_window_size(1400, 4200)
     try:
         form = Form(driver, plan["base"], shots)
         for n, label in enumerate(plan.get("inspect", [])):
@@ -179,8 +200,12 @@ def main(plan_path: str) -> None:
             form.choose_type(label)  # one dialog, its type changed as a person would
             form.open_section("Standard Fields")
             standard = form.fields()
+            if for_docs and label in for_docs[1]:
+                form.shot_dialog(for_docs[0] / f"{for_docs[1][label]}-standard.png")
             form.open_section("Extra Fields")
             extra = form.fields()
+            if for_docs and label in for_docs[1]:
+                form.shot_dialog(for_docs[0] / f"{for_docs[1][label]}.png")
             if plan.get("every_screenshot"):
                 form.shot(f"type-{label}")
             # Each field as shown in the section that holds it (one section is open at a time).

@@ -71,7 +71,9 @@ def test_set_moves_an_alias_and_delete_removes_it(run_dag, mlflow_target):
     assert again.state == "success" and again.xcom("set")["previous"] == v2  # idempotent
 
     def deleter():
+        # [START howto_operator_mlflow_delete_alias]
         return MlflowDeleteAliasOperator(task_id="delete", conn_id=CONN, name=model, alias="champion")
+        # [END howto_operator_mlflow_delete_alias]
 
     gone = run_dag(one_task_dag("alias_delete_1", deleter), {CONN: mlflow_target.conn})
     assert gone.xcom("delete") == {"name": model, "alias": "champion", "deleted": True, "previous": v2}

@@ -108,9 +108,11 @@ def test_run_sensor_succeeds_on_finished_and_fails_on_failed_or_killed(
     run_id = make_run(mlflow_target, status)
 
     def sensor():
+        # [START howto_sensor_mlflow_run]
         return MlflowRunSensor(
             task_id="wait", conn_id=CONN, run_id=run_id, deferrable=deferrable, poke_interval=0.2, timeout=60
         )
+        # [END howto_sensor_mlflow_run]
 
     result = run_dag(sensor_dag(f"mlflow_run_sensor_{status}_{deferrable}", sensor), {CONN: mlflow_target.conn})
     assert result.state == outcome
