@@ -101,7 +101,7 @@ class MlflowServerRules:
     """
 
     server: str  # named in errors
-    model_name_max_length: int | None  # the AI Data Platform's seed: 255; MLflow itself has no limit
+    model_name_max_length: int  # the AI Data Platform's seed: 255; MLflow's registry: its 256-character column
     model_name_path_rule: bool  # MLflow 3: not blank, no '/' or ':', a unique path
     model_version_tag_value_length: int
 
@@ -115,7 +115,7 @@ class MlflowServerRules:
         return replace(MLFLOW_3_RULES if major >= 3 else MLFLOW_2_RULES, server=f"MLflow {version}")
 
     def check_model_name(self, name: str) -> None:
-        if self.model_name_max_length is not None and len(name) > self.model_name_max_length:
+        if len(name) > self.model_name_max_length:
             raise ValueError(
                 f"{self.server} takes registered model names of at most {self.model_name_max_length} characters "
                 f"(got {len(name)})"
@@ -133,15 +133,20 @@ def _major(version: str | None) -> int | None:
 
 
 # Sources: mlflow.utils.validation and the real servers (2.22.5: model-version tag values at most 5000;
-# 3.17.2: 100,000, and the name rule above); the AI Data Platform's seed page (name 1..255, tag values 8000).
-MLFLOW_2_RULES = MlflowServerRules("MLflow 2.x", None, model_name_path_rule=False, model_version_tag_value_length=5000)
+# 3.17.2: 100,000, and the name rule above); MLflow's registry schema (names are a 256-character column,
+# which MySQL and PostgreSQL stores enforce and SQLite does not); the AI Data Platform's seed page (names
+# 1..255, tag values at most 8000).
+MLFLOW_NAME_COLUMN = 256
+MLFLOW_2_RULES = MlflowServerRules(
+    "MLflow 2.x", MLFLOW_NAME_COLUMN, model_name_path_rule=False, model_version_tag_value_length=5000
+)
 MLFLOW_3_RULES = MlflowServerRules(
-    "MLflow 3.x", None, model_name_path_rule=True, model_version_tag_value_length=100_000
+    "MLflow 3.x", MLFLOW_NAME_COLUMN, model_name_path_rule=True, model_version_tag_value_length=100_000
 )
 # A server whose version could not be read: both majors' refusals together.
 MLFLOW_UNKNOWN_RULES = MlflowServerRules(
     "an MLflow server of unknown version (2.x and 3.x rules together)",
-    None,
+    MLFLOW_NAME_COLUMN,
     model_name_path_rule=True,
     model_version_tag_value_length=5000,
 )
