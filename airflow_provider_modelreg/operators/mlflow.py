@@ -142,10 +142,12 @@ class MlflowCreateRunOperator(CreateAndWaitOperator):
     :param experiment_name: experiment to log to (created when missing).
     :param run_name: run name (default ``<dag_id>.<task_id>[<map index>].<run_id>``).
     :param run_params: MLflow params, ``{name: value}`` or a list of ``{"key", "value"}``; values become
-        strings (named so because ``params`` is Airflow's own DAG-params argument).
+        strings (named so because ``params`` is Airflow's own DAG-params argument); a value over 6000
+        characters is refused: MLflow would silently truncate it to 6000.
     :param metrics: ``{name: value}``, ``{name: {"value", "step", "timestamp"}}``, ``{name: [points]}`` or a
         list of ``{"key", "value", "step", "timestamp"}``.
-    :param tags: ``{name: value}`` or a list of ``{"key", "value"}``.
+    :param tags: ``{name: value}`` or a list of ``{"key", "value"}``; a value over 8000 characters is refused:
+        MLflow would silently truncate it to 8000.
     :param metrics_from: task id whose XCom holds metrics (a mapping).
     :param metric_keys: names to take from that XCom, or ``{metric name: dotted path}``; default: every
         numeric top-level entry.
