@@ -301,8 +301,9 @@ class MlflowHook(ModelRegHook):
     def server_rules(self) -> MlflowServerRules:
         """What this connection's server accepts where MLflow servers differ (models/mlflow.py's
         :class:`MlflowServerRules`): read from ``GET /version``, which every MLflow server answers with its
-        version as plain text. A server that does not say (a proxy, another implementation) gets the rules of
-        2.x and 3.x together, so nothing either would refuse is sent."""
+        version as plain text. A server that does not say (a proxy, another implementation: a 4xx answer) gets
+        the rules of 2.x and 3.x together, so nothing either would refuse is sent; an unreachable or failing
+        one (no answer, 429, 5xx) raises its ServiceError once the retries are spent."""
         from airflow_provider_modelreg.models.mlflow import MlflowServerRules
 
         key = (self.conn_id, self.client.base_url)
@@ -312,6 +313,8 @@ class MlflowHook(ModelRegHook):
             answer = self.request(ApiRequest("GET", "/version", raw=True)).data
             version = answer.decode("utf-8", "replace").strip() if isinstance(answer, bytes) else str(answer)
         except ServiceError as exc:
+            if exc.status is None or exc.status == 429 or exc.status >= 500:
+                raise  # unreachable or busy: the task's retry asks again (no refusal on a guess)
             self.log.info("The MLflow server did not tell its version (%s): applying 2.x and 3.x rules", exc)
             return MlflowServerRules.of_mlflow(None)
         rules = MlflowServerRules.of_mlflow(version if len(version) < 40 else None)

@@ -331,3 +331,12 @@ def test_a_server_that_does_not_tell_its_version_gets_the_rules_of_2_and_3_toget
     hook = mlflow_hook("elsewhere", retry=RetryPolicy(max_attempts=1))
     assert hook.server_rules == MLFLOW_UNKNOWN_RULES
     assert MlflowHook._server_rules_seen == {}  # not remembered: asked again by the next hook
+
+
+def test_a_server_failing_to_tell_its_version_raises_rather_than_guessing(sandbox, monkeypatch):
+    monkeypatch.setattr(MlflowHook, "_server_rules_seen", {})
+    monkeypatch.setenv("AIRFLOW_CONN_PLAIN", json.dumps({"conn_type": "mlflow", "host": sandbox.url}))
+    sandbox.sandbox.faults.rules.append(FaultRule(status=503, method="GET", path="^/version$", count=None))
+    with pytest.raises(ServiceError) as caught:
+        _ = mlflow_hook("plain", retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)).server_rules
+    assert caught.value.status == 503 and MlflowHook._server_rules_seen == {}
