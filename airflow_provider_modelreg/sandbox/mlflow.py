@@ -109,7 +109,9 @@ class Flavour:
     codes: dict[str, tuple[int, str]]
     strict_run_status: bool  # refuse an unknown status in runs/update (the real MLflow server ignores it)
     model_name_rule: bool  # MLflow 3's rule: no '/' or ':' in registered model names
-    truncate_params: bool  # MLflow 3's server cuts a param value to 6000 characters (2.x and the seed refuse)
+    truncate_params: (
+        bool  # MLflow servers (2.22.5 and 3.17.2 alike) cut a param value to 6000 characters; the seed refuses
+    )
 
     def error(self, exc: ApiError, request: Request) -> JSONResponse:
         status, code = self.codes[exc.kind]
