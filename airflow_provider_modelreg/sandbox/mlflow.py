@@ -109,9 +109,8 @@ class Flavour:
     codes: dict[str, tuple[int, str]]
     strict_run_status: bool  # refuse an unknown status in runs/update (the real MLflow server ignores it)
     model_name_rule: bool  # MLflow 3's rule: no '/' or ':' in registered model names
-    truncate_params: (
-        bool  # MLflow servers (2.22.5 and 3.17.2 alike) cut a param value to 6000 characters; the seed refuses
-    )
+    # MLflow servers (2.22.5 and 3.17.2 alike) cut a param value to 6000 characters; the seed refuses.
+    truncate_params: bool
 
     def error(self, exc: ApiError, request: Request) -> JSONResponse:
         status, code = self.codes[exc.kind]
