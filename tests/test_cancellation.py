@@ -304,7 +304,7 @@ def test_an_mlflow_run_left_open_ends_killed_when_its_wait_times_out(run_dag, ml
 def test_nemo_spec_analysis_job_is_cancelled_and_the_wait_says_so(sandbox, nemo_hook, nemo_env, monkeypatch):
     from airflow_provider_modelreg.hooks.nemo import MODEL_SPEC_LIFECYCLE, SPEC_CANCELLED
     from airflow_provider_modelreg.http import ApiRequest
-    from airflow_provider_modelreg.lifecycle import Waiter
+    from airflow_provider_modelreg.spec import Waiter
 
     slow(sandbox, "nemo", 600)
     nemo_hook.request(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fixtures.mlflow import HOOK_CONN_ID
 
-from airflow_provider_modelreg import coalesce
+from airflow_provider_modelreg import shared_reads
 from airflow_provider_modelreg.http import ServiceClient
 from airflow_provider_modelreg.models.mlflow import CreateModelVersionRequest, CreateRegisteredModelRequest
 from airflow_provider_modelreg.registry_watch import MlflowRegistryEventTrigger, advance
@@ -173,13 +173,13 @@ def test_watchers_of_one_model_share_one_read_per_interval(aidp_target, monkeypa
         await watch.stop()
         return watch.events
 
-    started = coalesce.stats.get("shared_polls", 0)
+    started = shared_reads.stats.get("shared_polls", 0)
     events = asyncio.run(scenario())
     assert [versions(e) for e in events] == [["2"]] * watchers
     elapsed_reads = len(searches)
     # Unshared, six watchers would read about 6 x (elapsed / interval) times; shared, once per interval.
     assert elapsed_reads <= (seconds + 3.0) / interval, searches
-    assert coalesce.stats["shared_polls"] - started == elapsed_reads
+    assert shared_reads.stats["shared_polls"] - started == elapsed_reads
 
 
 def test_the_trigger_serialises_to_primitives_and_backs_an_asset_watcher():

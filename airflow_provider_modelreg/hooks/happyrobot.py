@@ -6,15 +6,14 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_modelreg.coalesce import ListRead, one_page
 from airflow_provider_modelreg.hooks.base import (
     ModelRegHook,
     base_url_of,
     connection_extras,
-    transport_options,
 )
 from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, api_path
-from airflow_provider_modelreg.lifecycle import CancelSpec, LifecycleSpec, at, first_of
+from airflow_provider_modelreg.spec import CancelSpec, LifecycleSpec, ListRead, at, first_of, one_page
+from airflow_provider_modelreg.transport import transport_options
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection

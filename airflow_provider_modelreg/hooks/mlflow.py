@@ -19,13 +19,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from airflow_provider_modelreg.coalesce import ListRead, body_token
 from airflow_provider_modelreg.hooks.base import (
     ModelRegHook,
     base_url_of,
     connection_extras,
     split_user_info,
-    transport_options,
 )
 from airflow_provider_modelreg.hooks.oci_base import OCIBaseHook
 from airflow_provider_modelreg.http import (
@@ -38,9 +36,10 @@ from airflow_provider_modelreg.http import (
     ServiceError,
     api_path,
 )
-from airflow_provider_modelreg.lifecycle import CancelSpec, LifecycleSpec, at
 from airflow_provider_modelreg.links.mlflow import run_url as run_page_url
 from airflow_provider_modelreg.links.mlflow import run_url_template
+from airflow_provider_modelreg.spec import CancelSpec, LifecycleSpec, ListRead, at, body_token
+from airflow_provider_modelreg.transport import transport_options
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_modelreg.coalesce import ListRead, page_numbers
-from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras, transport_options
+from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras
 from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, ServiceError, api_path
-from airflow_provider_modelreg.lifecycle import CancelSpec, LifecycleSpec, at
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.nemo import LEGACY, ModelEntityRef, WorkspaceRef
+from airflow_provider_modelreg.spec import CancelSpec, LifecycleSpec, ListRead, at, page_numbers
+from airflow_provider_modelreg.transport import transport_options
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection

@@ -29,7 +29,6 @@ from airflow_provider_modelreg.hooks.mlflow import (
 )
 from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.idempotency import create_once, idempotency_key
-from airflow_provider_modelreg.lifecycle import at
 from airflow_provider_modelreg.lineage import DatasetName, ModelLineage, service_dataset, unique, uri_dataset
 from airflow_provider_modelreg.links.mlflow import MlflowRunLink
 from airflow_provider_modelreg.models.base import InvalidRequest, validate_request
@@ -43,6 +42,7 @@ from airflow_provider_modelreg.models.mlflow import (
     tag_list,
 )
 from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
+from airflow_provider_modelreg.spec import at
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

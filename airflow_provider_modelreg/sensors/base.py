@@ -11,7 +11,8 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from airflow_provider_modelreg.http import ServiceError
-from airflow_provider_modelreg.lifecycle import LifecycleSpec, LifecycleTrigger, Waiter, raise_for_event
+from airflow_provider_modelreg.lifecycle import LifecycleTrigger, raise_for_event
+from airflow_provider_modelreg.spec import LifecycleSpec, Waiter
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

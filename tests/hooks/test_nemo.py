@@ -16,9 +16,9 @@ from airflow_provider_modelreg.hooks.nemo import (
     spec_state,
 )
 from airflow_provider_modelreg.http import ApiRequest, RetryPolicy, ServiceError
-from airflow_provider_modelreg.lifecycle import resolve_spec
 from airflow_provider_modelreg.models.base import InvalidRequest
 from airflow_provider_modelreg.models.nemo import CreateModelEntity
+from airflow_provider_modelreg.spec import resolve_spec
 
 pytestmark = pytest.mark.integration
 
