@@ -12,32 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
+from fixtures.happyrobot_waits import WAITS, create_batch, run_all
 
 from airflow_provider_modelreg import coalesce, lifecycle
 from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, HappyRobotHook
 from airflow_provider_modelreg.http import ServiceClient
 from airflow_provider_modelreg.lifecycle import LifecycleTrigger
-from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
 from airflow_provider_modelreg.sandbox.faults import FaultRule
 from airflow_provider_modelreg.sandbox.state import OutcomeRule
 from airflow_provider_modelreg.spec import resolve_spec
-
-WAITS = 32
-
-
-def create_batch(tag: str) -> dict[str, str]:
-    """Models that succeed, fail with a reason, or outlive their wait, in two use cases; plus a missing one."""
-    hook = HappyRobotHook(conn_id="hr")
-    kinds = {}
-    for i in range(WAITS):
-        use_case = "uc-a" if i % 2 else "uc-b"
-        name = f"{tag}-{'doomed' if i % 4 == 3 else 'ok'}-{i}"
-        request = CreateModelRequest(
-            use_case_id=use_case, name=name, from_model_id="d" * 24, train_sample_ids=["s"], test_sample_ids=[]
-        )
-        kinds[hook.create_model(request)["id"]] = f"{i}"
-    kinds["f" * 24] = "missing"
-    return kinds
 
 
 def triggers_for(batch: dict[str, str]) -> list[tuple[str, LifecycleTrigger]]:
@@ -60,18 +43,6 @@ def triggers_for(batch: dict[str, str]) -> list[tuple[str, LifecycleTrigger]]:
             )
         )
     return out
-
-
-async def run_all(pairs: list[tuple[str, LifecycleTrigger]]) -> dict[str, dict[str, Any]]:
-    async def one(label: str, trigger: LifecycleTrigger) -> tuple[str, dict[str, Any]]:
-        try:
-            async for event in trigger.run():
-                return label, event.payload
-        finally:
-            await trigger.cleanup()
-        raise AssertionError("no event")
-
-    return dict(await asyncio.gather(*(one(label, t) for label, t in pairs)))
 
 
 def normalised(events: dict[str, dict[str, Any]], batch: dict[str, str]) -> dict[str, Any]:

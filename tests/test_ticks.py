@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from test_coalesce import WAITS, create_batch, run_all
+from fixtures.happyrobot_waits import WAITS, create_batch, run_all
 
 from airflow_provider_modelreg import coalesce, ticks
 from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE
