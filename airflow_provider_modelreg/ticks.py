@@ -161,9 +161,9 @@ def park(
     """Sleep ``pause``, then poll every ``poll_interval`` through the wait's group list for as long as that
     shows the resource as ``seen`` (``remembered`` of the last observation). The future resolves with the
     data of the first served poll showing anything else (or coming at or after ``end_time``), to be
-    evaluated as :func:`aread`'s answer; or with None when the next poll is :func:`aread`'s to make now (no
-    list serves it, the resource is missing from the list, or the deadline has come). Served polls count
-    in ``stats["served"]`` as aread's do.
+    evaluated as :func:`coalesce.aread`'s answer; or with None when the next poll is ``aread``'s to make
+    now (no list serves it, the resource is missing from the list, or the deadline has come). Served polls
+    count in ``coalesce.stats["served"]`` as aread's do.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
