@@ -50,7 +50,7 @@ def test_waits_for_the_spec_sync_and_deferred_with_the_same_xcom(run_dag, sandbo
     assert (sync.state, deferred.state) == ("success", "success")
     assert trigger_runs == [{"workspace": "default", "name": "bot-deferred"}]
     sync_entity, deferred_entity = sync.xcom("register"), deferred.xcom("register")
-    assert sync_entity["spec"]["checkpoint_model_name"] == "support-bot-ckpt"
+    assert sync_entity["spec"]["checkpoint_model_name"] == "LlamaForCausalLM"  # from the fileset's config.json
     assert stable(sync_entity) == stable(deferred_entity)
     assert (sync_entity["name"], deferred_entity["name"]) == ("bot-sync", "bot-deferred")
     # trust_remote_code was not set, so it went out false
@@ -92,7 +92,7 @@ def test_a_failed_spec_analysis_job_fails_the_wait_at_once_with_its_message(
     result = run_dag(dag, {CONN: nemo_conn})
     assert result.state == "failed" and result.try_number("register") == 1
     out = capfd.readouterr().out
-    assert "name=doomed-model ended SPEC_ANALYSIS_ERROR: spec-analysis job job-" in out
+    assert "name=doomed-model ended SPEC_ANALYSIS_ERROR: spec-analysis job models-system-" in out
     assert "ended error: bad checkpoint" in out
 
 

@@ -145,4 +145,4 @@ def test_a_failed_spec_analysis_job_fails_the_sensor_at_once(run_dag, nemo_hook,
         )
     result = run_dag(dag, {CONN: nemo_conn})
     assert result.state == "failed" and result.try_number("wait") == 1
-    assert "spec-analysis job job-" in capfd.readouterr().out
+    assert "spec-analysis job models-system-" in capfd.readouterr().out
