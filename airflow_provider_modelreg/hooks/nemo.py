@@ -63,6 +63,7 @@ def spec_state(entity: Any) -> str:
 
 
 JOBS_PREFIX = "/apis/jobs/v2"
+ENTITIES_PREFIX = "/apis/entities/v2"
 SPEC_JOB_SOURCE = "models-system"
 SPEC_FAILED = "SPEC_ANALYSIS_ERROR"
 SPEC_CANCELLED = "SPEC_ANALYSIS_CANCELLED"
@@ -204,6 +205,26 @@ class NemoModelsHook(ModelRegHook):
 
     def probe(self) -> ApiRequest:
         return ApiRequest("GET", models_path(self.default_workspace), params={"page_size": 1})
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Read the connection's workspace from the Entities API first: NVIDIA's server answers a list of models
+        in a workspace that does not exist with a bare HTTP 500 "Failed to list model entities" (nemo-platform
+        0.6.0), which names nothing and would be retried as a server fault; the workspace read answers 404."""
+        try:
+            workspace = self.default_workspace
+            validate_request(WorkspaceRef, {"workspace": workspace}, LEGACY_RULE)
+            self.request(ApiRequest("GET", api_path(f"{ENTITIES_PREFIX}/workspaces/{{}}", workspace)))
+        except ServiceError as exc:
+            if exc.status == 404:
+                return False, (
+                    f"workspace {workspace!r} does not exist on the NeMo Platform at {self.client.base_url}: create "
+                    f"it (POST {ENTITIES_PREFIX}/workspaces) or set the connection's workspace extra to one that "
+                    f"exists ({exc})"
+                )
+            return False, str(exc)
+        except Exception as exc:  # a bad connection definition: report it, never raise from the UI
+            return False, f"{type(exc).__name__}: {exc}"
+        return super().test_connection()
 
     # -- calls ----------------------------------------------------------------------------------------
     def create_model(self, workspace: str, request: CreateModelEntity) -> dict[str, Any]:

@@ -293,3 +293,13 @@ def test_the_example_dag_registers_a_model_and_waits_deferred(run_dag, sandbox, 
     assert entity["spec"] is not None and entity["finetuning_type"] == "all_weights"
     body = nemo_sent("POST")[0]["body"]
     assert body["trust_remote_code"] is False and body["fileset"] == "default/support-bot-sft-checkpoint"
+
+
+def test_a_project_that_does_not_exist_fails_at_once_with_the_platforms_message(run_dag, sandbox, nemo_conn, capfd):
+    """The platform refuses a model naming a project its workspace does not have (nemo-platform 0.6.0: 422):
+    no retry, nothing created; the message says to create the project."""
+    result = run_dag(make_dag("nemo_ghost_project", name="ghostly", project="ghost", retries=2), {CONN: nemo_conn})
+    assert result.state == "failed" and result.try_number("register") == 1
+    out = capfd.readouterr().out
+    assert "Project 'ghost' does not exist in workspace 'default'. Please create the project first." in out
+    assert sandbox.sandbox.state.get("nemo", "default/ghostly") is None
