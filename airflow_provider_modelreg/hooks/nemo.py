@@ -152,6 +152,36 @@ MODEL_SPEC_LIFECYCLE = LifecycleSpec(
 )
 
 
+# A spec-analysis job's statuses (the jobs API's PlatformJobStatus) while it may still write a spec.
+SPEC_JOB_RUNNING = frozenset({"created", "pending", "active", "cancelling", "pausing", "paused", "resuming"})
+
+
+def read_spec_job(ref: Mapping[str, Any]) -> ApiRequest:
+    return ApiRequest("GET", api_path(f"{JOBS_PREFIX}/workspaces/{{}}/jobs/{{}}", ref["workspace"], ref["job"]))
+
+
+def spec_job_reason(job: Any) -> str | None:
+    details = (job.get("error_details") or job.get("status_details") or {}) if isinstance(job, Mapping) else {}
+    return str(details.get("message")) if isinstance(details, Mapping) and details.get("message") else None
+
+
+# One spec-analysis job, waited for when an entity's newest job still runs: after a PATCH to a new fileset the
+# entity keeps answering the previous fileset's spec until that job ends (nemo-platform 0.6.0), so a wait on the
+# entity alone would end at once with the old spec. ``completed`` means the new spec is written (NVIDIA's task
+# PATCHes it before it exits); ``error`` and ``cancelled`` fail the wait with the job's own message.
+SPEC_JOB_LIFECYCLE = LifecycleSpec(
+    key="airflow_provider_modelreg.hooks.nemo:SPEC_JOB_LIFECYCLE",
+    hook="airflow_provider_modelreg.hooks.nemo:NemoModelsHook",
+    noun="NeMo spec-analysis job",
+    read=read_spec_job,
+    state=lambda job: job.get("status") if isinstance(job, Mapping) else None,
+    success=frozenset({"completed"}),
+    failure=frozenset({"error", "cancelled"}),
+    in_progress=SPEC_JOB_RUNNING,
+    reason=spec_job_reason,
+)
+
+
 class NemoModelsHook(ModelRegHook):
     """NVIDIA NeMo Platform Models API v2: create, read, list and delete model entities.
 
@@ -279,6 +309,13 @@ class NemoModelsHook(ModelRegHook):
             if not batch or page >= total_pages or (max_pages is not None and page >= max_pages):
                 return entities
             page += 1
+
+    def newest_spec_job(self, workspace: str, name: str) -> Mapping[str, Any] | None:
+        """The entity's newest spec-analysis job on the jobs API (None: it has had none)."""
+        ref = {"workspace": workspace, "name": name}
+        listing = watch_spec_job(ref, {"spec": None, "fileset": "any"})
+        assert listing is not None
+        return spec_job_of(ref, self.request(listing).data)
 
     def delete_model(self, workspace: str, name: str) -> None:
         """Delete a model entity (204)."""

@@ -847,6 +847,7 @@ def router(state: SandboxState) -> APIRouter:
         status: Annotated[str | None, Query(alias="filter[status]")] = None,
         name: Annotated[str | None, Query(alias="filter[name]")] = None,
     ) -> Any:
+        state.bump(f"{SERVICE}.job_lists")
         found = [
             j
             for j in state.all(JOBS)
