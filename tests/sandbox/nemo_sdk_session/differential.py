@@ -87,6 +87,11 @@ def main(base_url: str, ws: str, checkpoint: Path, out: Path) -> None:
     rec.call("workspace create", lambda: raw.post("/apis/entities/v2/workspaces", json={"name": ws}))
     rec.call("workspace create again", lambda: raw.post("/apis/entities/v2/workspaces", json={"name": ws}))
     rec.call("workspace get", lambda: raw.get(f"/apis/entities/v2/workspaces/{ws}"))
+    rec.call("workspace get missing", lambda: raw.get(f"/apis/entities/v2/workspaces/{ws}-gone"))
+    rec.call(
+        "project create, workspace missing",
+        lambda: raw.post(f"/apis/entities/v2/workspaces/{ws}-gone/projects", json={"name": "p1"}),
+    )
     rec.call("list models, empty", lambda: client.models.list(workspace=ws))
     rec.call(
         "create model, project missing", lambda: client.models.create(workspace=ws, name="ghostly", project="ghost")
