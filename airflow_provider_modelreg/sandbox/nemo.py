@@ -908,8 +908,8 @@ def router(state: SandboxState) -> APIRouter:
 
     @entities.post("/{workspace}/projects", status_code=201)
     async def create_project(workspace: str, body: CreateProjectRequest) -> Any:
-        if workspace_record(state, workspace) is None:
-            return _missing_workspace(workspace)
+        if workspace_record(state, workspace) is None:  # the entity store's own words, as the real server
+            return _detail(422, "Referenced resource does not exist.")
         record = add_project(state, workspace, body.name)
         if record is None:
             return _detail(409, f"Project '{body.name}' already exists in workspace '{workspace}'.")
