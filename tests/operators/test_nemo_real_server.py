@@ -101,3 +101,35 @@ def test_after_a_patch_the_sensor_returns_the_new_filesets_spec(run_dag, platfor
     result = run_dag(dag, {CONN: connection(server)})
     assert result.state == "success"
     assert result.xcom("wait")["spec"]["num_layers"] == 3
+
+
+def test_a_retry_finds_its_own_entity_and_another_task_instance_is_refused(platform, monkeypatch, task_context):
+    """The next try of the same task instance reuses the entity it created (NVIDIA's answer, with the nulls it
+    adds to prompt.inference_params, compares equal to the request); another task instance's same name fails."""
+    import json
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    server, workspace = platform
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", json.dumps(connection(server)))
+
+    def operator() -> NemoCreateModelOperator:
+        return NemoCreateModelOperator(
+            task_id="register",
+            conn_id=CONN,
+            workspace=workspace,
+            name="retried-bot",
+            fileset="ckpt",
+            api_endpoint={"url": "HTTP://NIM.Internal:80/v1", "model_id": "bot"},
+            prompt={"inference_params": {"temperature": 0.2}},
+            poll_interval=0.5,
+            wait_timeout=300,
+        )
+
+    first = operator().execute(task_context(run_id="r1"))
+    again = operator().execute(task_context(run_id="r1"))
+    assert again["id"] == first["id"] and again["spec"]["num_layers"] == 2
+    listed = server.http.get(f"/apis/models/v2/workspaces/{workspace}/models", params={"filter[name]": "retried-bot"})
+    assert listed.json()["pagination"]["total_results"] == 1
+    with pytest.raises(AirflowFailException, match="another task instance created it"):
+        operator().execute(task_context(run_id="r2"))
