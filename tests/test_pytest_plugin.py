@@ -10,6 +10,7 @@ pytestmark = pytest.mark.integration
 
 USER_TEST = textwrap.dedent(
     """
+    # [START testing_user_dag]
     import datetime as dt
     import json
     import os
@@ -42,8 +43,10 @@ USER_TEST = textwrap.dedent(
                 task_id="register", name="support-bot", fileset="default/support-bot-ckpt", deferrable=False
             )
         return dag
+    # [END testing_user_dag]
 
 
+    # [START testing_user_tests]
     def test_my_dag_trains_one_model(modelreg_sandbox):
         assert json.loads(os.environ["AIRFLOW_CONN_HAPPYROBOT_DEFAULT"])["host"].startswith(modelreg_sandbox.url)
         assert str(modelreg_sandbox.run_dag(retraining_dag("user_ok")).state) == "success"
@@ -59,6 +62,7 @@ USER_TEST = textwrap.dedent(
         modelreg_sandbox.fault("status:503@POST~/modelsx2")
         assert str(modelreg_sandbox.run_dag(retraining_dag("user_fault")).state) == "success"
         assert modelreg_sandbox.faults_injected == {"status_503": 2}
+    # [END testing_user_tests]
 
 
     def test_the_sandbox_is_fresh_for_every_test(modelreg_sandbox):
@@ -66,6 +70,7 @@ USER_TEST = textwrap.dedent(
         assert modelreg_sandbox.sandbox.faults.rules == []
 
 
+    # [START testing_filesets]
     @pytest.mark.modelreg_sandbox(filesets=["default/support-bot-ckpt"])
     def test_a_fileset_named_by_the_marker_is_there_first(modelreg_sandbox):
         assert str(modelreg_sandbox.run_dag(nemo_dag("user_nemo")).state) == "success"
@@ -76,6 +81,7 @@ USER_TEST = textwrap.dedent(
         assert str(modelreg_sandbox.run_dag(nemo_dag("user_nemo_missing")).state) == "failed"
         modelreg_sandbox.fileset("default/support-bot-ckpt", description="uploaded by the test")
         assert str(modelreg_sandbox.run_dag(nemo_dag("user_nemo_uploaded")).state) == "success"
+    # [END testing_filesets]
     """
 )
 
