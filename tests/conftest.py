@@ -33,6 +33,18 @@ pytest_plugins = [
 ]
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """pytest's per-user temp root (``pytest-of-<user>``) goes too, once this run's folders are gone (the
+    retention policy "failed" removes them at session end) and when no other run has folders in it."""
+    if hasattr(config, "workerinput") or config.option.basetemp:
+        return
+    import contextlib
+    import getpass
+
+    with contextlib.suppress(OSError, KeyError):
+        (Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}").rmdir()  # only if empty
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
     """The session's metadata DB, migrated as the provider's pytest plugin migrates a user's."""
