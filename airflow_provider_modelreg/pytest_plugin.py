@@ -155,7 +155,7 @@ def run_dag_test(dag: Any) -> Any:
     """Run ``dag`` once with ``dag.test()`` (deferred waits inline) and return its DagRun.
 
     The DAG is first written to the metadata DB as the DAG processor would, which ``dag.test()`` of a DAG
-    built in a test needs; the DB is prepared first (:func:`prepare_metadata_db`). A failed task does not
+    built in a test needs; the DB is prepared first (``prepare_metadata_db``). A failed task does not
     raise: assert the run's ``state``.
     """
     from airflow.dag_processing.bundles.manager import DagBundlesManager

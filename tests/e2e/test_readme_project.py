@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = "## Testing your own DAGs"
-FILE_BLOCK = re.compile(r"^`(?P<path>[\w./-]+)`\n\n```\w*\n(?P<body>.*?)^```$", re.M | re.S)
+FILE_BLOCK = re.compile(r"^`(?P<path>[\w./-]+)`\n+```\w*\n(?P<body>.*?)^```$", re.M | re.S)
 COMMAND_BLOCK = re.compile(r"^```shell\n(?P<command>.*?)^```$", re.M | re.S)
 
 
