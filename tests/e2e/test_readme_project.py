@@ -43,7 +43,7 @@ def readme_project() -> tuple[dict[str, str], list[str]]:
 
 def test_the_readme_section_is_a_whole_project():
     files, command = readme_project()
-    assert set(files) == {"pyproject.toml", "dags/retrain.py", "tests/test_retrain.py"}
+    assert set(files) == {"conftest.py", "dags/retrain.py", "tests/test_retrain.py"}
     assert command == ["pytest"]
 
 
