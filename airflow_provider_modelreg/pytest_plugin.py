@@ -50,7 +50,6 @@ DEFAULT_LIFECYCLE_SECONDS = 1.0
 # How often waits poll under the fixture: a few polls per sandbox lifecycle.
 DEFAULT_PACE_SECONDS = 0.2
 MARKER = "modelreg_sandbox"
-_UNSET: Any = object()
 
 
 def pytest_configure(config: pytest.Config) -> None:
