@@ -55,7 +55,7 @@ MARKER = "modelreg_sandbox"
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(faults=[...], fail={{service: match}}, lifecycle_seconds=1.0, pace_seconds=0.2, "
+        f"{MARKER}(faults=[...], fail={{service: match}}, lifecycle_seconds=0.4, pace_seconds=0.2, "
         "filesets=[...]): how the modelreg sandbox behaves for this test (fault rules as the sandbox's --fault, "
         "outcome rules as its --fail, NeMo filesets that exist first, how often waits poll; None: as configured)",
     )
@@ -269,16 +269,21 @@ def sandbox_session(
     *,
     faults: Iterable[str | Mapping[str, Any] | FaultRule] = (),
     fail: Mapping[str, str] | None = None,
-    lifecycle_seconds: float = DEFAULT_LIFECYCLE_SECONDS,
+    lifecycle_seconds: float | None = None,
     pace_seconds: float | None = DEFAULT_PACE_SECONDS,
     filesets: Iterable[str] = (),
 ) -> Iterator[SandboxSession]:
     """The fixture's work, for any runner (the fixture; ``benchmarks/dag_test_speed.py``): a freshly reset
     sandbox with these faults, outcomes and filesets, every default connection of the provider pointing at
     it and the waits at its pace (``AIRFLOW_CONN_<ID>`` and the pacing setting in this process's
-    environment), all undone on exit."""
+    environment), all undone on exit.
+
+    The sandbox's lifecycles follow the pace unless ``lifecycle_seconds`` is given: a resource ends after
+    two polls (``2 * pace_seconds``: each wait still sees it in progress first), or after 1 s unpaced."""
     from airflow_provider_modelreg.pacing import PACE_ENV
 
+    if lifecycle_seconds is None:
+        lifecycle_seconds = DEFAULT_LIFECYCLE_SECONDS if pace_seconds is None else 2 * float(pace_seconds)
     reset_sandbox(server, float(lifecycle_seconds))
     session = SandboxSession(server, key_file)
     for rule in faults:
