@@ -82,7 +82,7 @@ def test_an_operators_sync_wait_pauses_its_interval_between_reads(training_model
 
 @pytest.mark.integration
 def test_a_deferred_wait_polls_at_its_interval(training_model, pace, monkeypatch):
-    from airflow_provider_modelreg import coalesce
+    from airflow_provider_modelreg import ticks
 
     trigger = LifecycleTrigger(
         spec=MODEL.key, conn_id="hr", ref={"model_id": training_model}, poll_interval=CONFIGURED, end_time=1e12
@@ -97,7 +97,7 @@ def test_a_deferred_wait_polls_at_its_interval(training_model, pace, monkeypatch
             paused.set()
             await asyncio.Future()  # never served: the test ends the wait
 
-        monkeypatch.setattr(coalesce, "park", park)
+        monkeypatch.setattr(ticks, "park", park)
         task = asyncio.ensure_future(trigger.run().__anext__())
         try:
             await asyncio.wait_for(paused.wait(), timeout=60)

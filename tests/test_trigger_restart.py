@@ -46,7 +46,7 @@ async def first_event(trigger: LifecycleTrigger) -> dict[str, Any]:
 def stop_mid_wait(trigger: LifecycleTrigger, reads: int = 2) -> None:
     """Run the trigger until it has read its resource ``reads`` times, then cancel it as a stopping triggerer
     does; it must not have finished."""
-    from airflow_provider_modelreg.lifecycle import Waiter
+    from airflow_provider_modelreg.spec import Waiter
 
     evaluate = Waiter.evaluate
     seen = 0

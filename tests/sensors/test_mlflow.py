@@ -126,7 +126,7 @@ def test_run_sensor_defers_until_something_else_closes_the_run(run_dag, mlflow_t
     """A RUNNING run is waited for in the triggerer; an upstream task starts a closer that finishes it."""
     from airflow.sdk import DAG, task
 
-    from airflow_provider_modelreg.lifecycle import Waiter
+    from airflow_provider_modelreg.spec import Waiter
 
     run_id = make_run(mlflow_target, "RUNNING")
     hook = mlflow_target.hook()
