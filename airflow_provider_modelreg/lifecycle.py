@@ -24,7 +24,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_modelreg import coalesce, ticks
+from airflow_provider_modelreg import coalesce, pacing, ticks
 from airflow_provider_modelreg.http import ServiceClient, ServiceError
 from airflow_provider_modelreg.spec import ClientSource, LifecycleSpec, Waiter, resolve_spec
 
@@ -50,6 +50,7 @@ def wait_sync(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Any:
     """Poll until success (returns the resource), failure (LifecycleFailed) or timeout (LifecycleTimeout)."""
+    poll_interval = pacing.poll_interval(poll_interval)  # the configured interval, outside a sandbox test
     waiter = Waiter(spec, ref, logger)
     deadline = time.monotonic() + timeout
     while True:
@@ -122,7 +123,7 @@ class LifecycleTrigger(BaseTrigger):
         self.spec = spec
         self.conn_id = conn_id
         self.ref = dict(ref or {})
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = pacing.poll_interval(float(poll_interval))  # as configured, outside a sandbox test
         self.end_time = None if end_time is None else float(end_time)
         self.cancel_on_kill = bool(cancel_on_kill)
         # A tuple: the empty one is shared, where an empty list per trigger is one more object for the collector.

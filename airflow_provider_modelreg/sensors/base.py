@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+from airflow_provider_modelreg import pacing
 from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.lifecycle import LifecycleTrigger, raise_for_event
 from airflow_provider_modelreg.spec import LifecycleSpec, Waiter
@@ -133,6 +134,7 @@ class LifecycleSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
+            self.poke_interval = pacing.poll_interval(self.poke_interval)  # as configured, outside a sandbox test
             try:
                 return super().execute(context)
             except AirflowSensorTimeout as exc:  # say which resource was waited for
