@@ -100,20 +100,32 @@ class SandboxSession:
         """How long resources (of ``service``, or all) take to reach their final state."""
         self.state.lifecycle_seconds[service] = seconds
 
-    def fileset(self, ref: str, **fields: Any) -> dict[str, Any]:
-        """Make the NeMo fileset ``workspace/name`` exist, as a user's checkpoint upload does (a model
-        entity naming a fileset that does not exist is the platform's 400). Through the Files API
-        (``POST /apis/files/v2/workspaces/{ws}/filesets``); ``fields``: its description, purpose, metadata...
-        Returns the fileset; one that already exists is returned as it is."""
+    def fileset(self, ref: str, files: Mapping[str, bytes] | None = None, **fields: Any) -> dict[str, Any]:
+        """Make the NeMo fileset ``workspace/name`` exist with a checkpoint in it, as a user's checkpoint
+        upload does (a model entity naming a fileset that does not exist is the platform's 400, and the
+        platform's spec analysis of a fileset without a checkpoint ends in error). Through the Entities and
+        Files APIs: the workspace if it is new (``POST /apis/entities/v2/workspaces``), the fileset
+        (``POST /apis/files/v2/workspaces/{ws}/filesets``; ``fields``: its description, purpose, metadata...)
+        and its ``files`` (``PUT .../filesets/{name}/-/{path}``). ``files`` defaults to a tiny Llama's
+        ``config.json``, what the spec analysis reads; ``files={}`` leaves the fileset empty.
+        Returns the fileset; one that already exists is returned as it is, with ``files`` uploaded into it."""
         workspace, _, name = ref.partition("/")
         if not workspace or not name:
             raise ValueError(f"fileset: {ref!r} must be 'workspace/name'")
+        if files is None:
+            from airflow_provider_modelreg.sandbox.nemo import TINY_LLAMA_CONFIG
+
+            files = {"config.json": json.dumps(TINY_LLAMA_CONFIG).encode()}
+        made = self.http("POST", "/apis/entities/v2/workspaces", json={"name": workspace})
+        if made.status_code != 409:
+            made.raise_for_status()
         path = f"/apis/files/v2/workspaces/{workspace}/filesets"
         created = self.http("POST", path, json={"name": name, "purpose": "model", **fields})
-        if created.status_code == 409:
-            return dict(self.http("GET", f"{path}/{name}").json())
-        created.raise_for_status()
-        return dict(created.json())
+        if created.status_code != 409:
+            created.raise_for_status()
+        for file_path, content in files.items():
+            self.http("PUT", f"{path}/{name}/-/{file_path}", content=content).raise_for_status()
+        return dict(self.http("GET", f"{path}/{name}").json())
 
     def http(self, method: str, path: str, **kwargs: Any) -> Any:
         """One request to the sandbox's HTTP surface (an ``httpx.Response``; ``kwargs`` as httpx's:
