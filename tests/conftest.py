@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -43,6 +44,32 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
     with contextlib.suppress(OSError, KeyError):
         (Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}").rmdir()  # only if empty
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """The process's stdlib logging as it was before the test, afterwards: for a test that runs a tool which
+    configures logging in-process. ``logging.config.dictConfig`` defaults to ``disable_existing_loggers=True``:
+    every existing logger it does not name gets ``disabled = True``, the provider's own among them, so a later
+    test in the same process (an xdist worker) finds ``caplog`` empty. Every logger's switches, handlers and
+    filters are put back, and ``logging.disable``'s level."""
+    manager = logging.Logger.manager
+
+    def switches(logger: logging.Logger) -> tuple[bool, int, bool, list[Any], list[Any]]:
+        return logger.disabled, logger.level, logger.propagate, list(logger.handlers), list(logger.filters)
+
+    def loggers() -> dict[str, logging.Logger]:
+        existing = {name: lg for name, lg in list(manager.loggerDict.items()) if isinstance(lg, logging.Logger)}
+        return existing | {"": logging.getLogger()}
+
+    before = {name: switches(logger) for name, logger in loggers().items()}
+    disabled_below = manager.disable
+    yield
+    for name, logger in loggers().items():
+        if name in before:  # a logger the test's tool created is the tool's to keep
+            logger.disabled, level, logger.propagate, logger.handlers[:], logger.filters[:] = before[name]
+            logger.setLevel(level)  # through setLevel: it clears the loggers' cached effective levels
+    logging.disable(disabled_below)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,5 +13,8 @@ lint = pytest.importorskip("importlinter.cli", reason="import-linter is a dev de
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
-def test_the_package_keeps_its_floors_and_has_no_import_cycle():
+def test_the_package_keeps_its_floors_and_has_no_import_cycle(logging_restored, monkeypatch):
+    # import-linter's CLI configures logging for a process of its own (dictConfig, which disables every other
+    # logger) and puts the working directory first on sys.path: this process gets both back afterwards.
+    monkeypatch.setattr(sys, "path", list(sys.path))
     assert lint.lint_imports(config_filename=str(PYPROJECT), no_cache=True, no_logo=True) == 0
