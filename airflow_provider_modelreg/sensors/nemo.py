@@ -17,6 +17,7 @@ from airflow_provider_modelreg.hooks.nemo import (
     NemoModelsHook,
     spec_job_failure,
 )
+from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.lifecycle import LifecycleTrigger, raise_for_event
 from airflow_provider_modelreg.models.base import InvalidRequest
 from airflow_provider_modelreg.models.nemo import ModelEntityRef, validate_names
@@ -83,7 +84,21 @@ class NemoModelSpecSensor(LifecycleSensor):
 
     def poke(self, context: Context) -> PokeReturnValue:
         ref = self.resource_ref()
-        if (job := self._spec_job_still_running(ref)) is not None:
+        try:
+            job = self._spec_job_still_running(ref)
+        except ServiceError as exc:
+            if not exc.retryable:
+                raise
+            # As the entity's own read (LifecycleSensor.poke): a transient error outlasting the per-request
+            # retries pokes again, until the sensor's timeout.
+            self.log.warning(
+                "%s: its spec-analysis jobs could not be read (%s); next check in %ss",
+                self.lifecycle.describe(ref),
+                exc,
+                self.poke_interval,
+            )
+            return PokeReturnValue(is_done=False)
+        if job is not None:
             self.log.info(
                 "%s: its spec-analysis job %s is %s; until it ends, the spec answered is not its fileset's",
                 self.lifecycle.describe(ref),
