@@ -103,16 +103,10 @@ def run_dag_test(dag: Any) -> Any:
     built in a test needs. The DB must exist (``airflow db migrate`` in the test's AIRFLOW_HOME). A failed
     task does not raise: assert the run's ``state``.
     """
-    import os
-
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow_provider_modelreg.version_compat import write_dag_to_db
 
     reuse_in_process_execution_api()
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
+    write_dag_to_db(dag)
     return dag.test()
 
 

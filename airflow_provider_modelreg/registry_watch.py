@@ -128,9 +128,9 @@ class MlflowRegistryEventTrigger(BaseEventTrigger):
 
     # -- reading the registry -------------------------------------------------------------------------------
     async def _client(self) -> tuple[ServiceClient, str]:
-        from airflow.sdk import BaseHook
+        from airflow_provider_modelreg.version_compat import aget_connection
 
-        conn = await BaseHook.aget_connection(self.conn_id)
+        conn = await aget_connection(self.conn_id)
         client = await asyncio.to_thread(MlflowHook.async_client_from_connection, conn)
         return client, MlflowHook.api_prefixes(conn)[1]
 

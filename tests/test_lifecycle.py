@@ -286,7 +286,7 @@ def test_waits_of_one_connection_share_one_client_and_starting_together_fetch_th
 COLD_TRIGGERER = r"""
 import asyncio, json, ssl, sys, threading, time
 import airflow.sdk
-from airflow.sdk import BaseHook
+from airflow_provider_modelreg.version_compat import BaseHook
 from airflow_provider_modelreg.lifecycle import LifecycleTrigger, resolve_spec
 
 waits = json.loads(sys.argv[1])

@@ -700,7 +700,7 @@ def https_sandbox(tmp_path_factory: pytest.TempPathFactory, oci_private_key: rsa
 def test_an_untrusted_certificate_is_refused_unless_its_ca_bundle_is_set(
     conn_type, https_sandbox, oci_private_pem, monkeypatch
 ):
-    from airflow.sdk import BaseHook
+    from airflow_provider_modelreg.version_compat import BaseHook
 
     def hook_on(conn: Any) -> Any:
         monkeypatch.setattr(BaseHook, "get_connection", classmethod(lambda cls, conn_id: conn))

@@ -305,7 +305,7 @@ def operator_for(service: str, name: str) -> Any:
 
 def deferred_event(task: Any, ctx: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Run ``execute`` until it defers, then the trigger it deferred to: (event, method to resume with)."""
-    from airflow.sdk.exceptions import TaskDeferred
+    from airflow_provider_modelreg.version_compat import TaskDeferred
 
     with pytest.raises(TaskDeferred) as deferred:
         task.execute(ctx)
@@ -420,7 +420,7 @@ def test_an_event_delivered_twice_to_a_sensor_only_reads(
 
 
 def test_a_failure_event_delivered_twice_fails_twice_without_a_request(sandbox, connections, requests_seen):
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_provider_modelreg.version_compat import AirflowFailException
 
     counted = requests_seen()
     event = {"status": "failure", "state": "failed", "message": "HappyRobot model model_id=m ended failed: bad"}

@@ -7,8 +7,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowTaskTimeout, TaskDeferralTimeout
+from airflow.sdk import BaseOperator
 
 from airflow_provider_modelreg import cancellation, task_state
 from airflow_provider_modelreg.http import ServiceError
@@ -23,6 +22,13 @@ from airflow_provider_modelreg.lifecycle import (
     wait_sync,
 )
 from airflow_provider_modelreg.models.base import InvalidRequest
+from airflow_provider_modelreg.version_compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowTaskTimeout,
+    TaskDeferralTimeout,
+    conf,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -7,8 +7,6 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_provider_modelreg import task_state
 from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, AmbiguousModel, HappyRobotHook
 from airflow_provider_modelreg.idempotency import create_once, generation
@@ -16,6 +14,7 @@ from airflow_provider_modelreg.lineage import ModelLineage, service_dataset, uni
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
 from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
+from airflow_provider_modelreg.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

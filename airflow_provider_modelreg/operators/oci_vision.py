@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_provider_modelreg.hooks.oci_vision import MODEL_LIFECYCLE, OCIVisionHook
 from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.idempotency import idempotency_key
@@ -15,6 +13,7 @@ from airflow_provider_modelreg.links.oci_vision import OCIVisionModelLink
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.oci_vision import CreateModelDetails
 from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
+from airflow_provider_modelreg.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_provider_modelreg.hooks.nemo import MODEL_SPEC_LIFECYCLE, NemoModelsHook
 from airflow_provider_modelreg.models.base import InvalidRequest
 from airflow_provider_modelreg.models.nemo import ModelEntityRef, validate_names
 from airflow_provider_modelreg.operators.nemo import redact_entity
 from airflow_provider_modelreg.sensors.base import LifecycleSensor
+from airflow_provider_modelreg.version_compat import AirflowFailException
 
 
 class NemoModelSpecSensor(LifecycleSensor):

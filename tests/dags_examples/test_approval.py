@@ -33,7 +33,7 @@ pytestmark = [
 @pytest.fixture
 def dags(airflow_db: None) -> dict[str, Any]:
     """This test's own copies of the two DAGs, registering a model of its own on the session's server."""
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_modelreg.version_compat import dag_bag as DagBag
 
     name = f"approval-{uuid.uuid4().hex[:8]}"
     found = {}
