@@ -96,18 +96,21 @@ def write_dag_to_db(dag: Any) -> None:
     elif AIRFLOW_V_3_1_PLUS:
         from airflow.models.dagbag import sync_bag_to_db  # type: ignore[no-redef]
     else:
+        # 3.0's DagBag.sync_to_db reads the path a DAG processor would have set for a file's DAGs.
+        if getattr(dag, "relative_fileloc", None) is None:
+            dag.relative_fileloc = os.path.basename(dag.fileloc)
         bag.sync_to_db("dags-folder", None)
         return
     sync_bag_to_db(bag, "dags-folder", None)
 
 
-def dag_bag(**kwargs: Any) -> Any:
+def dag_bag(*args: Any, **kwargs: Any) -> Any:
     """A ``DagBag`` (``airflow.dag_processing.dagbag`` from 3.2, ``airflow.models.dagbag`` before)."""
     if AIRFLOW_V_3_2_PLUS:
         from airflow.dag_processing.dagbag import DagBag
     else:
         from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-    return DagBag(**kwargs)
+    return DagBag(*args, **kwargs)
 
 
 # -- degrading, said once ------------------------------------------------------------------------------------

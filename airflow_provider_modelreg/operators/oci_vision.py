@@ -149,6 +149,10 @@ class OCIVisionCreateModelOperator(CreateAndWaitOperator):
         )
         return model
 
+    def persist_links(self, context: Context, resource: dict[str, Any]) -> None:
+        hook: OCIVisionHook = self.hook  # type: ignore[assignment]
+        OCIVisionModelLink.persist(context, model_id=resource["id"], region=hook.region)
+
     def lineage(self, resource: dict[str, Any]) -> ModelLineage:
         # The datasets as the model names them (camelCase), else as given to the task.
         datasets = [
