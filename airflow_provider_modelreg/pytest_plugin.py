@@ -103,9 +103,10 @@ def run_dag_test(dag: Any) -> Any:
     built in a test needs. The DB must exist (``airflow db migrate`` in the test's AIRFLOW_HOME). A failed
     task does not raise: assert the run's ``state``.
     """
-    from airflow_provider_modelreg.version_compat import write_dag_to_db
+    from airflow_provider_modelreg.version_compat import quiet_dag_test_debug_logs, write_dag_to_db
 
     reuse_in_process_execution_api()
+    quiet_dag_test_debug_logs()
     write_dag_to_db(dag)
     return dag.test()
 

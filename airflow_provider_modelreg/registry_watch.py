@@ -107,7 +107,9 @@ class MlflowRegistryEventTrigger(BaseEventTrigger):
 
     # -- the watermark: the asset's state store on Airflow 3.3, memory on 3.2 ----------------------------
     def _stores(self) -> list[Any]:
-        store = getattr(self, "asset_state_store", None)
+        from airflow_provider_modelreg.version_compat import asset_state_store
+
+        store = asset_state_store(self)  # None before Airflow 3.3 (said once)
         if store is None:
             return []
         # One trigger can back several assets (identical watchers are one trigger): keep it on each.

@@ -104,6 +104,18 @@ def write_dag_to_db(dag: Any) -> None:
     sync_bag_to_db(bag, "dags-folder", None)
 
 
+def quiet_dag_test_debug_logs() -> None:
+    """Airflow 3.0's ``dag.test()`` leaves structlog unconfigured, so its in-process supervisor's debug lines
+    (``Sending request msg=MaskSecret(value=...)``: the very values being masked) reach the console. Filter
+    below INFO there, as 3.1+ do; a process that configured structlog itself is left alone."""
+    if AIRFLOW_V_3_1_PLUS:
+        return
+    import structlog
+
+    if not structlog.is_configured():
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+
+
 def dag_bag(*args: Any, **kwargs: Any) -> Any:
     """A ``DagBag`` (``airflow.dag_processing.dagbag`` from 3.2, ``airflow.models.dagbag`` before)."""
     if AIRFLOW_V_3_2_PLUS:
@@ -146,13 +158,15 @@ def trigger_on_kill_supported() -> bool:
     return hasattr(BaseTrigger, "on_kill")
 
 
-def note_no_trigger_on_kill(logger: logging.Logger | None = None) -> None:
-    note_unavailable(
-        "Cancelling the remote work of a deferred wait marked failed (the trigger's on_kill)",
-        "3.3",
-        "the wait stops but the remote work goes on; its own timeout still cancels it",
-        logger,
-    )
+def note_if_no_trigger_on_kill(logger: logging.Logger | None = None) -> None:
+    """Before a deferred wait that should cancel on kill: say once when this Airflow cannot."""
+    if not trigger_on_kill_supported():
+        note_unavailable(
+            "Cancelling the remote work when a deferred task is marked failed (the trigger's on_kill)",
+            "3.3",
+            "the task stops waiting but the remote work goes on; timeouts and synchronous waits still cancel it",
+            logger,
+        )
 
 
 def asset_state_store(trigger: Any) -> Any:
@@ -209,8 +223,9 @@ __all__ = [
     "conf",
     "dag_bag",
     "hitl_approval_operator",
-    "note_no_trigger_on_kill",
+    "note_if_no_trigger_on_kill",
     "note_unavailable",
+    "quiet_dag_test_debug_logs",
     "task_state_store",
     "trigger_on_kill_supported",
     "write_dag_to_db",

@@ -28,6 +28,7 @@ from airflow_provider_modelreg.version_compat import (
     AirflowTaskTimeout,
     TaskDeferralTimeout,
     conf,
+    note_if_no_trigger_on_kill,
 )
 
 if TYPE_CHECKING:
@@ -263,6 +264,8 @@ class CreateAndWaitOperator(BaseOperator):
     def wait(self, ref: dict[str, Any], resource: Any) -> Any:
         obs = Waiter(self.lifecycle, ref, self.log).evaluate(resource)
         if obs.outcome == "waiting" and self.deferrable:
+            if self.cancel_on_kill:
+                note_if_no_trigger_on_kill(self.log)
             self.defer(
                 trigger=LifecycleTrigger(
                     spec=self.lifecycle.key,
