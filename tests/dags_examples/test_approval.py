@@ -21,6 +21,7 @@ def _airflow_before_3_3() -> bool:
 
 
 pytestmark = [
+    pytest.mark.airflow_feature("human-in-the-loop approval end to end"),
     pytest.mark.integration,
     pytest.mark.mlflow_server,
     # Before 3.3 the approval waits in HITLTrigger, and dag.test()'s in-process supervisor of Airflow 3.2

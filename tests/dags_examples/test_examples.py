@@ -65,6 +65,7 @@ def example_connections(happyrobot_conn, oci_vision_conn, aidp_conn, mlflow_conn
 
 @pytest.mark.integration
 @pytest.mark.mlflow_server
+@pytest.mark.airflow_feature("example DAGs")
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED))
 def test_example_runs_against_the_sandbox(dagbag, run_dag, sandbox, example_connections, dag_id):
     from scripts.hitl_responder import HitlResponder

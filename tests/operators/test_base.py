@@ -68,6 +68,7 @@ def make_dag(dag_id: str, **overrides: Any):
     return dag
 
 
+@pytest.mark.airflow_feature("durable")
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "sync"])
 def test_a_retry_reconnects_to_the_resource_its_first_try_created(run_dag, sandbox, happyrobot_conn, capfd, deferrable):
     dag_id = f"resume_{'deferred' if deferrable else 'sync'}"
@@ -89,6 +90,23 @@ def test_a_retry_reconnects_to_the_resource_its_first_try_created(run_dag, sandb
     assert "next check in" in out  # a check says when the next one is (a trigger: its first and each change)
     if deferrable:
         assert "reached active; resuming the task" in out  # the trigger's log says the final state
+
+
+@pytest.mark.airflow_feature("durable")
+def test_a_create_that_is_not_durable_is_made_again_by_its_retry(run_dag, sandbox, happyrobot_conn, capfd):
+    """``durable=False`` (ResumableJobMixin's meaning): nothing recorded, nothing reconnected; the retry
+    creates anew, and the first model stays claimed so no lookup adopts it."""
+    dag_id = "resume_not_durable"
+    DiesAfterCreate.sandbox_state = sandbox.sandbox.state
+    sandbox.sandbox.state.lifecycle_seconds["happyrobot"] = HOLD_SECONDS
+    result = run_dag(make_dag(dag_id, deferrable=False, durable=False), {"hr": happyrobot_conn})
+    assert result.state == "success"
+    assert result.try_number("train") == 2
+    assert CREATES[dag_id] == 2
+    models = sandbox.sandbox.state.all("happyrobot")
+    assert len(models) == 2
+    assert all(task_state.is_claimed("happyrobot", m["id"]) for m in models)
+    assert "Reconnecting to HappyRobot model" not in capfd.readouterr().out
 
 
 def test_the_created_model_is_claimed_for_lookups(run_dag, sandbox, happyrobot_conn):
