@@ -105,15 +105,27 @@ def write_dag_to_db(dag: Any) -> None:
 
 
 def quiet_dag_test_debug_logs() -> None:
-    """Airflow 3.0's ``dag.test()`` leaves structlog unconfigured, so its in-process supervisor's debug lines
-    (``Sending request msg=MaskSecret(value=...)``: the very values being masked) reach the console. Filter
-    below INFO there, as 3.1+ do; a process that configured structlog itself is left alone."""
+    """Airflow 3.0's ``dag.test()`` leaves structlog unconfigured: its in-process supervisor's debug lines
+    (``Sending request msg=MaskSecret(value=...)``: the very values being masked) and rich tracebacks with
+    every frame's local variables reach the console. Here: INFO and up, tracebacks without locals, as a task's
+    own log has them; a process that configured structlog itself is left alone."""
     if AIRFLOW_V_3_1_PLUS:
         return
     import structlog
 
-    if not structlog.is_configured():
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.StackInfoRenderer(),
+            structlog.dev.set_exc_info,
+            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+            structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+    )
 
 
 def dag_bag(*args: Any, **kwargs: Any) -> Any:

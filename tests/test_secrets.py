@@ -144,8 +144,11 @@ def assert_nowhere(
 
 def assert_masked(watch: Watch, *secrets: str) -> None:
     """Registered through the provider's mask() and redacted by Airflow's masker."""
-    # The masker the SDK's mask_secret feeds (same module path on Airflow 3.2 and 3.3).
-    from airflow.sdk._shared.secrets_masker import redact
+    # The masker the SDK's mask_secret feeds: airflow.sdk._shared on 3.2 and 3.3, execution_time before.
+    try:
+        from airflow.sdk._shared.secrets_masker import redact
+    except ImportError:
+        from airflow.sdk.execution_time.secrets_masker import redact
 
     for secret in secrets:
         assert secret in watch.masked, "not registered with the masker"
