@@ -207,6 +207,17 @@ def hitl_approval_operator() -> Any:
     return None
 
 
+def hitl_response_timeout(operator_class: Any, timeout: Any) -> dict[str, Any]:
+    """The keyword that bounds a person's answer: ``response_timeout`` in the standard provider's newer HITL
+    operators, ``execution_timeout`` (read as that bound) in earlier ones such as 1.12.1, Airflow 3.1.8's."""
+    import inspect
+
+    for cls in operator_class.__mro__:
+        if "response_timeout" in inspect.signature(cls.__init__).parameters:
+            return {"response_timeout": timeout}
+    return {"execution_timeout": timeout}
+
+
 async def aget_connection(conn_id: str) -> Connection:
     """The connection, read without blocking the event loop (BaseHook.aget_connection from Airflow 3.1)."""
     if hasattr(BaseHook, "aget_connection"):
@@ -235,6 +246,7 @@ __all__ = [
     "conf",
     "dag_bag",
     "hitl_approval_operator",
+    "hitl_response_timeout",
     "note_if_no_trigger_on_kill",
     "note_unavailable",
     "quiet_dag_test_debug_logs",

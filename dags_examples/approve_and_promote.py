@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_modelreg.operators.mlflow import MlflowChampionChallengerOperator, MlflowSetAliasOperator
-from airflow_provider_modelreg.version_compat import hitl_approval_operator
+from airflow_provider_modelreg.version_compat import hitl_approval_operator, hitl_response_timeout
 
 # Human-in-the-loop approval came with Airflow 3.1: before it the DAG is not defined (the log says so once),
 # since promoting without a person's answer is not what it is for.
@@ -72,7 +72,7 @@ if ApprovalOperator is not None:
             subject="Promote {{ params.model_name }} version {{ ti.xcom_pull(task_ids='evaluate')['version'] }}?",
             body="{{ ti.xcom_pull(task_ids='evaluate')['reason'] }}",
             defaults="Reject",  # taken when nobody answers in time
-            response_timeout=dt.timedelta(days=2),
+            **hitl_response_timeout(ApprovalOperator, dt.timedelta(days=2)),
         )
 
         # [START howto_operator_mlflow_set_alias]
