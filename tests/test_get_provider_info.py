@@ -26,6 +26,7 @@ def test_the_entry_point_returns_the_provider_info():
 def test_each_connection_type_names_its_hook_and_the_hook_agrees(definition):
     hook = load(definition["hook-class-name"])
     assert hook.conn_type == definition["connection-type"]
+    assert hook.hook_name == definition["hook-name"]  # Airflow 3.0 and 3.1 list the type by the class's name
     behaviour = hook.get_ui_field_behaviour()
     assert behaviour["hidden_fields"] == definition["ui-field-behaviour"]["hidden-fields"]
     assert behaviour["relabeling"] == definition["ui-field-behaviour"]["relabeling"]
