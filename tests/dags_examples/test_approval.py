@@ -27,7 +27,7 @@ pytestmark = [
     # Before 3.3 the approval waits in HITLTrigger, and dag.test()'s in-process supervisor of Airflow 3.2
     # does not answer the trigger's GetHITLDetailResponse (the triggerer does): the trigger reads None and
     # fails. In a real deployment on 3.2 the triggerer serves it; dag.test() cannot show it.
-    pytest.mark.skipif(_airflow_before_3_3(), reason="dag.test() on Airflow 3.2 cannot run HITLTrigger inline"),
+    pytest.mark.skipif(_airflow_before_3_3(), reason="dag.test() before Airflow 3.3 cannot run HITLTrigger inline"),
 ]
 
 
