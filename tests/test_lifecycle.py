@@ -286,7 +286,7 @@ def test_waits_of_one_connection_share_one_client_and_starting_together_fetch_th
 COLD_TRIGGERER = r"""
 import asyncio, json, ssl, sys, threading, time
 import airflow.sdk
-from airflow_provider_modelreg.version_compat import BaseHook
+from airflow_provider_modelreg.version_compat import aget_connection
 from airflow_provider_modelreg.lifecycle import LifecycleTrigger, resolve_spec
 
 waits = json.loads(sys.argv[1])
@@ -314,7 +314,7 @@ async def wait(spec, conn_id, ref):
 async def main():
     global loop_thread
     for conn_id in {conn_id for _spec, conn_id, _ref in waits}:
-        await BaseHook.aget_connection(conn_id)  # Airflow's own first fetch loads its modules
+        await aget_connection(conn_id)  # Airflow's own first fetch loads its modules
     loop_thread = threading.current_thread()
     statuses = await asyncio.gather(*(wait(*w) for w in waits))
     loop_thread = None
@@ -390,7 +390,7 @@ def _model_version_sensor(conn_id: str, name: str, version: str, deferrable: boo
 
 
 def _trigger_of(sensor: Any) -> LifecycleTrigger:
-    from airflow.sdk.exceptions import TaskDeferred
+    from airflow_provider_modelreg.version_compat import TaskDeferred
 
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({})
