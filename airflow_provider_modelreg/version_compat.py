@@ -12,6 +12,7 @@ feature                      since  older lines
 task state store (AIP-103)   3.3    the created resource's record lives in an Airflow Variable per task instance
 trigger ``on_kill``          3.3    a deferred wait marked failed stops waiting; its remote work is not stopped
 asset state store            3.3    the registry watch's watermark lives in the triggerer's memory
+``start_from_trigger``       3.3    the sensor starts on a worker, reads once and defers (``deferrable``)
 human-in-the-loop operators  3.1    the approval example DAG is not offered (it needs ``HITLOperator``)
 ``BaseHook.aget_connection`` 3.1    triggers read connections through ``sync_to_async(get_connection)``
 ===========================  =====  ===========================================================================
@@ -181,6 +182,18 @@ def note_if_no_trigger_on_kill(logger: logging.Logger | None = None) -> None:
         )
 
 
+def note_if_no_start_from_trigger(logger: logging.Logger | None = None) -> None:
+    """A sensor set to ``start_from_trigger`` runs on a worker: before 3.3 the scheduler ignores the setting
+    (its dagrun.py leaves the check commented out), so the sensor checks once and defers as ``deferrable``."""
+    if not AIRFLOW_V_3_3_PLUS:
+        note_unavailable(
+            "Starting a sensor in the triggerer (start_from_trigger)",
+            "3.3",
+            "the sensor starts on a worker, reads once and defers as deferrable=True",
+            logger,
+        )
+
+
 def asset_state_store(trigger: Any) -> Any:
     """The event trigger's asset state store (Airflow 3.3), or None (said once) on older lines."""
     store = getattr(trigger, "asset_state_store", None)
@@ -247,6 +260,7 @@ __all__ = [
     "dag_bag",
     "hitl_approval_operator",
     "hitl_response_timeout",
+    "note_if_no_start_from_trigger",
     "note_if_no_trigger_on_kill",
     "note_unavailable",
     "quiet_dag_test_debug_logs",

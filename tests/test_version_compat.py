@@ -103,6 +103,18 @@ def test_a_deferred_wait_says_once_when_its_trigger_cannot_cancel_on_kill(fresh_
         assert len(said) == 1 and "needs Airflow 3.3" in said[0]
 
 
+@pytest.mark.airflow_feature("start_from_trigger")
+def test_a_sensor_started_on_a_worker_says_once_when_the_scheduler_ignored_start_from_trigger(fresh_notes, caplog):
+    caplog.set_level(logging.WARNING)
+    for _ in range(2):
+        version_compat.note_if_no_start_from_trigger()
+    said = notes(caplog, "start_from_trigger")
+    if AIRFLOW_V_3_3_PLUS:
+        assert said == []
+    else:
+        assert len(said) == 1 and "needs Airflow 3.3" in said[0] and "deferrable" in said[0]
+
+
 @pytest.mark.airflow_feature("asset state store")
 def test_the_registry_watch_keeps_its_watermark_in_memory_without_an_asset_state_store(fresh_notes, caplog):
     from airflow_provider_modelreg.registry_watch import MlflowRegistryEventTrigger

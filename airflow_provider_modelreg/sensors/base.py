@@ -11,7 +11,12 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.lifecycle import LifecycleSpec, LifecycleTrigger, Waiter, raise_for_event
-from airflow_provider_modelreg.version_compat import AirflowFailException, AirflowSensorTimeout, conf
+from airflow_provider_modelreg.version_compat import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    conf,
+    note_if_no_start_from_trigger,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -131,6 +136,8 @@ class LifecycleSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=done, xcom_value=self.to_xcom(obs.resource) if done else None)
 
     def execute(self, context: Context) -> Any:
+        if self.start_from_trigger:  # a worker runs it: before 3.3 the scheduler does not start it in the triggerer
+            note_if_no_start_from_trigger(self.log)
         if not self.deferrable:
             try:
                 return super().execute(context)
