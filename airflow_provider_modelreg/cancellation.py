@@ -1,6 +1,6 @@
 """Stopping the remote work a task owns when the task is killed: one mechanism for every service.
 
-Each service declares its cancel once, on its :class:`~airflow_provider_modelreg.lifecycle.LifecycleSpec`
+Each service declares its cancel once, on its :class:`~airflow_provider_modelreg.spec.LifecycleSpec`
 (``cancel=CancelSpec(...)``): the request that stops the work, an extra read it needs, or why the service
 has none. This module runs it, from a worker (:func:`cancel_sync`: an operator's ``on_kill``, its
 execution timeout, a deferral that timed out) or from the triggerer (:func:`cancel_async`: the trigger's
@@ -34,7 +34,7 @@ from collections.abc import Coroutine, Generator, Mapping
 from typing import Any, Literal
 
 from airflow_provider_modelreg.http import ApiRequest, RetryPolicy, ServiceClient, ServiceError
-from airflow_provider_modelreg.lifecycle import LifecycleSpec, Waiter
+from airflow_provider_modelreg.spec import LifecycleSpec, Waiter
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,11 @@
 """Coalesced reads: one paged list serves every deferred wait it covers.
 
 Waits in one triggerer (one event loop) for resources of one kind, on one connection, share reads where the
-service lists with filters: a spec's :class:`ListRead` says which list covers a wait (its *group*, from the
-reference and the resource last seen), how to ask for that list and how to page through it. A wait that
-polls asks its group; if a list of the group was fetched (or started) within a quarter of the wait's own
-poll interval it is used, otherwise the wait starts one and every wait asking meanwhile joins it.
+service lists with filters: a spec's :class:`~airflow_provider_modelreg.spec.ListRead` says which list covers
+a wait (its *group*, from the reference and the resource last seen), how to ask for that list and how to page
+through it. A wait that polls asks its group; if a list of the group was fetched (or started) within a quarter
+of the wait's own poll interval it is used, otherwise the wait starts one and every wait asking meanwhile
+joins it.
 
 What makes the results identical to individual reads:
 
@@ -24,20 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import gc
 import logging
-import math
-import time
 import weakref
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_modelreg.http import ApiRequest, ApiResponse, ServiceClient
+from airflow_provider_modelreg.http import ApiRequest, ServiceClient
 
 if TYPE_CHECKING:
-    from airflow_provider_modelreg.lifecycle import LifecycleSpec
+    from airflow_provider_modelreg.spec import LifecycleSpec, ListRead
 
 log = logging.getLogger(__name__)
 
@@ -53,96 +51,24 @@ ASKER_GRACE = 5.0
 FAILURE_PAUSE_INTERVALS = 1.0
 
 
-# -- paging styles -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Paging:
-    """How one service pages a list: the items of a page, and the request of the next page (or None)."""
-
-    items: Callable[[ApiResponse], list[Any]]
-    next: Callable[[ApiRequest, ApiResponse], ApiRequest | None]
-
-
-def _items_at(key: str | None) -> Callable[[ApiResponse], list[Any]]:
-    def items(response: ApiResponse) -> list[Any]:
-        # A bare array, or the array under ``key`` (HappyRobot answers either).
-        return response.json_list(key if isinstance(response.data, Mapping) else None)
-
-    return items
-
-
-def _with_param(req: ApiRequest, name: str, value: Any) -> ApiRequest:
-    return ApiRequest(req.method, req.path, params={**(req.params or {}), name: value}, headers=req.headers)
-
-
-def header_token(header: str, param: str, items_key: str | None = None) -> Paging:
-    """OCI: the next page's token in a response header, sent back as a query parameter."""
-
-    def next_page(req: ApiRequest, response: ApiResponse) -> ApiRequest | None:
-        token = response.headers.get(header)
-        return _with_param(req, param, token) if token else None
-
-    return Paging(_items_at(items_key), next_page)
-
-
-def body_token(token_field: str, param: str, items_key: str) -> Paging:
-    """MLflow: the next page's token in the answer's body."""
-
-    def next_page(req: ApiRequest, response: ApiResponse) -> ApiRequest | None:
-        token = response.data.get(token_field) if isinstance(response.data, Mapping) else None
-        return _with_param(req, param, token) if token else None
-
-    return Paging(_items_at(items_key), next_page)
-
-
-def page_numbers(param: str, total_pages: Callable[[Any], Any], items_key: str) -> Paging:
-    """NeMo: numbered pages and a page count in the answer."""
-
-    def next_page(req: ApiRequest, response: ApiResponse) -> ApiRequest | None:
-        page = int((req.params or {}).get(param) or 1)
-        try:
-            total = int(total_pages(response.data) or 0)
-        except (TypeError, ValueError):
-            total = 0
-        if page >= total or not _items_at(items_key)(response):
-            return None
-        return _with_param(req, param, page + 1)
-
-    return Paging(_items_at(items_key), next_page)
-
-
-def one_page(items_key: str | None = None) -> Paging:
-    """HappyRobot: the whole list in one answer."""
-    return Paging(_items_at(items_key), lambda _req, _response: None)
-
-
-@dataclass(frozen=True)
-class ListRead:
-    """How a spec's resources are read in bulk.
-
-    ``group(ref, resource)``: which list covers this wait, from its reference and the resource it last saw
-    (None before the first read); None means the wait reads alone. ``request(group)``: the list's first
-    page, or the first pages of several lists (one per in-progress state where the service filters by
-    one state, so a resource moving between them stays served). ``member(ref)``: the wait's id in the
-    list; ``item_id(item)``: an item's id. ``keep``: the item fields worth keeping between polls (the
-    state, the fields ``group`` reads), so a snapshot of 10,000 items stays small; None keeps whole items.
-    """
-
-    group: Callable[[Mapping[str, Any], Any], Hashable | None]
-    request: Callable[[Any], ApiRequest | Sequence[ApiRequest]]
-    member: Callable[[Mapping[str, Any]], str]
-    item_id: Callable[[Any], Any]
-    paging: Paging
-    keep: tuple[str, ...] | None = None
-
-
 # -- the coalescer ---------------------------------------------------------------------------------------
+class ListJoiner:
+    """A joiner of a group's list other than a wait's future (a parked wait, ticks.py): told the list's
+    items, or None when the list failed, by :meth:`serve`."""
+
+    __slots__ = ()
+
+    def serve(self, items: dict[str, Any] | None) -> None:
+        raise NotImplementedError
+
+
 @dataclass
 class _Group:
     items: dict[str, Any] | None = None
     fetched_at: float = float("-inf")
     inflight: asyncio.Future[dict[str, Any] | None] | None = None
     inflight_started: float = float("-inf")
-    # futures of waits in aread, and parked waits (_Parked)
+    # futures of waits in aread, and parked waits (ListJoiner)
     joiners: list[Any] = field(default_factory=list)
     pages: int = 1
     # member -> until when it counts as a wait of this group (see ASKER_GRACE)
@@ -181,15 +107,15 @@ async def aread(
     ``previous`` is the resource this wait saw last (None at first); ``final`` says this read is at or after
     the wait's deadline (it then goes alone).
     """
-    serving = _serving_group(client, spec, ref, previous, poll_interval, final)
+    serving = serving_group(client, spec, ref, previous, poll_interval, final)
     if serving is None:
         return await _alone(client, spec, ref)
     group, member, gkey = serving
-    snapshot = _fresh_items(group, poll_interval)
+    snapshot = fresh_items(group, poll_interval)
     if snapshot is None:
         # Each wait awaits a future of its own (cancelling one wait cancels neither the list nor another wait).
         joined: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
-        _joiners(group, client, spec, gkey, poll_interval).append(joined)
+        joiners_of(group, client, spec, gkey, poll_interval).append(joined)
         snapshot = await joined
     item = None if snapshot is None else snapshot.get(member)
     if item is None:
@@ -198,7 +124,7 @@ async def aread(
     return item
 
 
-def _serving_group(
+def serving_group(
     client: ServiceClient, spec: LifecycleSpec, ref: Mapping[str, Any], previous: Any, poll_interval: float, final: bool
 ) -> tuple[_Group, str, tuple[Any, ...]] | None:
     """The group whose list may serve this poll, with the wait's member id and the group's key; None when the
@@ -222,14 +148,14 @@ def _serving_group(
     return group, member, gkey
 
 
-def _fresh_items(group: _Group, poll_interval: float) -> dict[str, Any] | None:
+def fresh_items(group: _Group, poll_interval: float) -> dict[str, Any] | None:
     """The group's last list when it is fresh enough for a wait of this poll interval, else None."""
     if group.items is not None and asyncio.get_running_loop().time() - group.fetched_at <= poll_interval * FRESHNESS:
         return group.items
     return None
 
 
-def _joiners(
+def joiners_of(
     group: _Group, client: ServiceClient, spec: LifecycleSpec, gkey: tuple[Any, ...], poll_interval: float
 ) -> list[Any]:
     """The joiners of the group's list in flight, starting one when none is, or it is too old for this wait."""
@@ -301,7 +227,7 @@ async def _fetch_for(joiners: list[Any], *args: Any) -> dict[str, Any] | None:
         return items
     finally:  # a list that failed or was cancelled answers None: its waits read on their own
         for joined in joiners:
-            if type(joined) is _Parked:
+            if isinstance(joined, ListJoiner):
                 joined.serve(items)
             elif not joined.done():
                 joined.set_result(items)
@@ -385,180 +311,3 @@ def _collector_paused() -> Iterator[None]:
 def _prune(group: _Group, now: float) -> None:
     for member in [m for m, until in group.askers.items() if until < now]:
         del group.askers[member]
-
-
-# -- shared polls (registry watchers) ----------------------------------------------------------------------
-@dataclass
-class _Poll:
-    started: float
-    result: asyncio.Future[Any]
-
-
-_polls: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, _Poll]] = weakref.WeakKeyDictionary()
-
-
-async def shared_poll(key: Hashable, fetch: Callable[[], Any], *, max_age: float) -> Any:
-    """One ``fetch()`` (a coroutine function) for every caller of one event loop asking for ``key`` within
-    ``max_age`` seconds of its start: watchers of one registered model share a single read per interval.
-
-    A fetch that failed is not reused (the next caller fetches anew); each joiner gets its exception.
-    """
-    loop = asyncio.get_running_loop()
-    polls = _polls.setdefault(loop, {})
-    now = loop.time()
-    poll = polls.get(key)
-    if poll is None or now - poll.started > max_age or (poll.result.done() and poll.result.exception()):
-        poll = polls[key] = _Poll(now, asyncio.ensure_future(fetch()))
-        stats["shared_polls"] = stats.get("shared_polls", 0) + 1
-    return await asyncio.shield(poll.result)
-
-
-# -- one timer per tick, shared by every sleeping wait of the loop -------------------------------------------
-# A wait sleeping between two polls costs, with asyncio.sleep, a coroutine, a future, a timer handle, a copy
-# of its context and a Python-level heap comparison per push and pop among 10,000 timers. Here the waits due
-# in one tick share one timer: each holds only its own future, woken at or after its own time (never early,
-# at most TICK late), so each keeps its own poll interval and deadline.
-TICK = 1 / 32
-
-
-class _Ticks:
-    # Holds no reference to its loop: it is the value of a WeakKeyDictionary keyed by that loop.
-    __slots__ = ("context", "due")
-
-    def __init__(self) -> None:
-        self.due: dict[int, list[asyncio.Future[None]]] = {}
-        self.context = contextvars.Context()  # the timer callbacks run in no wait's context
-
-    def sleep(self, loop: asyncio.AbstractEventLoop, delay: float) -> asyncio.Future[None]:
-        future = loop.create_future()
-        self.schedule(loop, delay, future)
-        return future
-
-    def schedule(self, loop: asyncio.AbstractEventLoop, delay: float, sleeper: Any) -> None:
-        """Wake ``sleeper`` (a future, resolved; or a parked wait, checked) ``delay`` seconds from now."""
-        slot = math.ceil((loop.time() + delay) / TICK)
-        sleepers = self.due.get(slot)
-        if sleepers is None:
-            sleepers = self.due[slot] = []
-            loop.call_at(slot * TICK, self._wake, slot, context=self.context)
-        sleepers.append(sleeper)
-
-    def _wake(self, slot: int) -> None:
-        for sleeper in self.due.pop(slot, ()):
-            if type(sleeper) is _Parked:
-                sleeper.check()
-            elif not sleeper.done():  # a cancelled wait cancelled its own future, nobody else's
-                sleeper.set_result(None)
-
-
-_ticks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticks] = weakref.WeakKeyDictionary()
-_last_ticks: tuple[weakref.ref[asyncio.AbstractEventLoop] | None, _Ticks] = (None, _Ticks())
-
-
-def _loop_ticks(loop: asyncio.AbstractEventLoop) -> _Ticks:
-    global _last_ticks
-    last, ticks = _last_ticks
-    if last is None or last() is not loop:
-        ticks = _ticks.get(loop) or _ticks.setdefault(loop, _Ticks())
-        _last_ticks = (weakref.ref(loop), ticks)
-    return ticks
-
-
-def sleep(delay: float) -> asyncio.Future[None]:
-    """``await sleep(delay)`` is ``await asyncio.sleep(delay)`` for a waiting trigger, on the loop's shared
-    ticks (a future, not a coroutine: one object fewer per sleeping wait)."""
-    loop = asyncio.get_running_loop()
-    return _loop_ticks(loop).sleep(loop, delay)
-
-
-# -- parked waits ---------------------------------------------------------------------------------------------
-# A wait that sleeps and polls anew makes, per poll, a future, its awaiting iterator and the task's wake-up
-# callback, all living through the sleep: the young-generation collections that run meanwhile move them to
-# the oldest generation, and when enough have moved CPython walks every object of the process (a full
-# collection: at 10,000 waits, a stall past 0.2 s). A parked wait is polled by the loop's ticks instead:
-# its task awaits one future until a poll shows something new, and a poll that finds the resource as it was
-# makes nothing that outlives it, so waiting in the steady state moves nothing to the oldest generation.
-
-
-@dataclass(slots=True, eq=False)
-class _Parked:
-    """One wait between polls, for as long as its group's list shows its resource unchanged."""
-
-    future: asyncio.Future[Any]
-    client: ServiceClient
-    spec: LifecycleSpec
-    ref: Mapping[str, Any]
-    member: str  # the wait's id in its group's list (ListRead.member), made once
-    seen: Any
-    poll_interval: float
-    end_time: float
-
-    def check(self) -> None:
-        """A poll, at the tick the wait is due: served from its group's list, or handed back to the wait."""
-        future = self.future
-        if future.done():  # the wait was cancelled
-            return
-        try:
-            # At or after the deadline the read goes alone (aread's ``final``): handed back.
-            serving = None
-            if time.time() < self.end_time:
-                serving = _serving_group(self.client, self.spec, self.ref, self.seen, self.poll_interval, False)
-            if serving is None:
-                future.set_result(None)
-                return
-            group, _member, gkey = serving
-            snapshot = _fresh_items(group, self.poll_interval)
-            if snapshot is None:
-                _joiners(group, self.client, self.spec, gkey, self.poll_interval).append(self)
-            else:
-                self.serve(snapshot)
-        except BaseException as exc:  # never lost in the ticks' callback: the wait raises it
-            future.set_exception(exc)
-
-    def serve(self, items: dict[str, Any] | None) -> None:
-        """The group's list answered: wait on while it shows the resource as last seen, else hand it back."""
-        future = self.future
-        if future.done():
-            return
-        try:
-            spec = self.spec
-            item = None if items is None else items.get(self.member)
-            if item is None:  # missing from the list, or the list failed: the wait reads alone
-                future.set_result(None)
-                return
-            stats["served"] += 1
-            remaining = self.end_time - time.time()
-            if remaining <= 0 or remembered(spec, spec.unwrap(item)) != self.seen:
-                future.set_result(item)  # the wait evaluates it: a new state, or its deadline passed
-                return
-            loop = future.get_loop()
-            _loop_ticks(loop).schedule(loop, min(self.poll_interval, max(remaining, 0.01)), self)
-        except BaseException as exc:
-            future.set_exception(exc)
-
-
-def park(
-    client: ServiceClient,
-    spec: LifecycleSpec,
-    ref: Mapping[str, Any],
-    *,
-    seen: Any,
-    pause: float,
-    poll_interval: float,
-    end_time: float,
-) -> asyncio.Future[Any]:
-    """Sleep ``pause``, then poll every ``poll_interval`` through the wait's group list for as long as that
-    shows the resource as ``seen`` (``remembered`` of the last observation). The future resolves with the
-    data of the first served poll showing anything else (or coming at or after ``end_time``), to be
-    evaluated as :func:`aread`'s answer; or with None when the next poll is :func:`aread`'s to make now (no
-    list serves it, the resource is missing from the list, or the deadline has come). Served polls count
-    in ``stats["served"]`` as aread's do.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-    lr = spec.list_read
-    sleeper: Any = future
-    if lr is not None:
-        sleeper = _Parked(future, client, spec, ref, lr.member(ref), seen, poll_interval, end_time)
-    _loop_ticks(loop).schedule(loop, pause, sleeper)
-    return future

@@ -1,9 +1,12 @@
 """One declarative way to wait: "poll this resource until one of these states".
 
-A :class:`LifecycleSpec` says how to read a resource, where its state and failure reason lie, and which
-states are success, failure or in progress. The sync sensor's ``poke``, an operator's sync wait
-(:func:`wait_sync`) and the deferrable :class:`LifecycleTrigger` all evaluate the same spec with the same
-:class:`Waiter`, so deferred and sync waits give the same result.
+A :class:`~airflow_provider_modelreg.spec.LifecycleSpec` (spec.py, the floor below) says how to read a
+resource, where its state and failure reason lie, and which states are success, failure or in progress.
+The sync sensor's ``poke``, an operator's sync wait (:func:`wait_sync`) and the deferrable
+:class:`LifecycleTrigger` all evaluate the same spec with the same :class:`~airflow_provider_modelreg.spec.Waiter`,
+so deferred and sync waits give the same result. The trigger runs on the mechanisms beside it: coalesced
+list reads (coalesce.py), the loop's shared ticks and parked waits (ticks.py) and cancellation
+(cancellation.py); each reads specs and none reads this module.
 
 A trigger is named by the spec's import path and primitive arguments: it serialises trivially, holds no
 secret and has no side effect (it only reads), so it can safely run twice.
@@ -12,138 +15,20 @@ secret and has no side effect (it only reads), so it can safely run twice.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import math
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_modelreg import coalesce
-from airflow_provider_modelreg.http import ApiRequest, ServiceClient, ServiceError
-
-if TYPE_CHECKING:
-    from airflow_provider_modelreg.coalesce import ListRead
-    from airflow_provider_modelreg.hooks.base import ModelRegHook
+from airflow_provider_modelreg import coalesce, pacing, ticks
+from airflow_provider_modelreg.http import ServiceClient, ServiceError
+from airflow_provider_modelreg.spec import ClientSource, LifecycleSpec, Waiter, resolve_spec
 
 log = logging.getLogger(__name__)
-
-Outcome = Literal["success", "failure", "waiting"]
-
-
-def at(path: str) -> Callable[[Any], Any]:
-    """A reader for a dotted path in a JSON document; missing keys read as None, never KeyError."""
-    parts = path.split(".")
-    if len(parts) == 1:
-        # The common case, read for every item of every coalesced list: a plain dict needs no ABC check.
-        key = parts[0]
-
-        def read_one(doc: Any) -> Any:
-            if type(doc) is dict:
-                return doc.get(key)
-            return doc.get(key) if isinstance(doc, Mapping) else None
-
-        return read_one
-
-    def read(doc: Any) -> Any:
-        for part in parts:
-            if not isinstance(doc, Mapping):
-                return None
-            doc = doc.get(part)
-        return doc
-
-    return read
-
-
-def first_of(*paths: str) -> Callable[[Any], str | None]:
-    readers = [at(p) for p in paths]
-
-    def read(doc: Any) -> str | None:
-        for reader in readers:
-            value = reader(doc)
-            if value not in (None, "", [], {}):
-                return str(value)
-        return None
-
-    return read
-
-
-@dataclass(frozen=True)
-class CancelSpec:
-    """How to stop one kind of resource's remote work, declared once per service.
-
-    ``request(ref, resource, found)`` gives the cancel call for a resource still in progress (None: nothing
-    to cancel); ``find(ref, resource)`` is an extra read whose answer (``found``) the cancel needs (NeMo:
-    the job list that names the spec-analysis job). A service without any cancel gives ``unavailable``:
-    why, for the log. ``already_done`` are HTTP statuses that mean the work has ended anyway.
-    """
-
-    request: Callable[[Mapping[str, Any], Any, Any], ApiRequest | None] | None = None
-    find: Callable[[Mapping[str, Any], Any], ApiRequest | None] | None = None
-    unavailable: str | None = None
-    already_done: frozenset[int] = frozenset({404, 409})
-    # What the cancel does, for the log ("marks the run KILLED").
-    effect: str = "cancelled"
-
-
-@dataclass(frozen=True)
-class LifecycleSpec:
-    """How to wait for one kind of resource. ``key`` is its own import path ("module:ATTRIBUTE")."""
-
-    key: str
-    hook: str
-    noun: str
-    read: Callable[[Mapping[str, Any]], ApiRequest]
-    state: Callable[[Any], Any]
-    success: frozenset[str]
-    failure: frozenset[str]
-    in_progress: frozenset[str]
-    reason: Callable[[Any], str | None] = field(default=lambda _resource: None)
-    # The resource inside the answer (MLflow wraps it: {"model_version": {...}}).
-    unwrap: Callable[[Any], Any] = field(default=lambda data: data)
-    # An extra read on failure whose answer explains it better (OCI work-request errors).
-    failure_details: Callable[[Mapping[str, Any], Any], ApiRequest | None] | None = None
-    format_details: Callable[[Any], str | None] = field(default=lambda _data: None)
-    # How deferred waits on one triggerer share one paged list read (coalesce.py); None: each reads alone.
-    list_read: ListRead | None = None
-    # A second read while the resource waits, whose answer can end the wait at once: ``watch_failure``
-    # gives (state, reason) when it shows a failure (NeMo: the spec-analysis job on the jobs API).
-    watch: Callable[[Mapping[str, Any], Any], ApiRequest | None] | None = None
-    watch_failure: Callable[[Mapping[str, Any], Any], tuple[str, str] | None] = field(default=lambda _ref, _data: None)
-    # How to stop the remote work of a resource still in progress (cancellation.py runs it), or why the
-    # service offers no way to; None: nothing declared (said so in the log).
-    cancel: CancelSpec | None = None
-
-    def describe(self, ref: Mapping[str, Any]) -> str:
-        return f"{self.noun} " + ", ".join(f"{k}={v}" for k, v in ref.items())
-
-    def hook_class(self) -> type[ModelRegHook]:
-        return _import(self.hook)
-
-
-def _import(path: str) -> Any:
-    module, _, attribute = path.replace(":", ".").rpartition(".")
-    return getattr(importlib.import_module(module), attribute)
-
-
-def resolve_spec(key: str) -> LifecycleSpec:
-    spec = _import(key)
-    if not isinstance(spec, LifecycleSpec) or spec.key != key:
-        raise ValueError(f"{key!r} does not name a LifecycleSpec")
-    return spec
-
-
-class Observation(NamedTuple):
-    # A tuple, not a dataclass: cheap to make on every poll, and untracked by the garbage collector once it
-    # holds only strings and an untracked resource.
-    outcome: Outcome
-    state: str | None
-    resource: Any
-    reason: str | None = None
 
 
 class LifecycleFailed(Exception):
@@ -152,72 +37,6 @@ class LifecycleFailed(Exception):
 
 class LifecycleTimeout(Exception):
     """The resource was still in progress when the wait's own timeout ran out."""
-
-
-class Waiter:
-    """Evaluates observations of one resource against its spec; logs each unknown state once.
-
-    Slotted and lean: a triggerer keeps one per deferred wait (10,000 of them), and every full garbage
-    collection walks them all.
-    """
-
-    __slots__ = ("_label", "_unknown_seen", "log", "ref", "spec")
-
-    def __init__(self, spec: LifecycleSpec, ref: Mapping[str, Any], logger: Any = None) -> None:
-        self.spec = spec
-        self.ref = ref if type(ref) is dict else dict(ref)
-        self.log = logger or log
-        self._unknown_seen: set[str] | None = None  # made on the first unknown state
-        self._label: str | None = None
-
-    @property
-    def label(self) -> str:
-        """``spec.describe(ref)``, made once: every log line and message of the wait starts with it."""
-        if self._label is None:
-            self._label = self.spec.describe(self.ref)
-        return self._label
-
-    def evaluate(self, data: Any) -> Observation:
-        spec = self.spec
-        resource = spec.unwrap(data)
-        raw_state = spec.state(resource)
-        state = raw_state if raw_state is None or type(raw_state) is str else str(raw_state)
-        if state in spec.success:
-            return Observation("success", state, resource)
-        if state in spec.failure:
-            return Observation("failure", state, resource, spec.reason(resource))
-        if state in spec.in_progress:
-            return Observation("waiting", state, resource)
-        if self._unknown_seen is None:
-            self._unknown_seen = set()
-        if state not in self._unknown_seen:
-            self._unknown_seen.add(str(state))
-            self.log.warning(
-                "%s is in state %r, which is not a known state; waiting as if in progress", self.label, state
-            )
-        return Observation("waiting", state, resource)
-
-    def watch_request(self, obs: Observation) -> ApiRequest | None:
-        """The spec's watch read, while the resource is still waiting (None: nothing to watch)."""
-        if obs.outcome != "waiting" or self.spec.watch is None:
-            return None
-        return self.spec.watch(self.ref, obs.resource)
-
-    def watched(self, obs: Observation, data: Any) -> Observation:
-        """``obs``, or a failure when the watch read's answer shows one."""
-        failed = self.spec.watch_failure(self.ref, data)
-        return Observation("failure", failed[0], obs.resource, failed[1]) if failed else obs
-
-    def failure_message(self, obs: Observation, details: Any = None) -> str:
-        parts = [f"{self.label} ended {obs.state}"]
-        if obs.reason:
-            parts.append(obs.reason)
-        if details is not None and (text := self.spec.format_details(details)):
-            parts.append(text)
-        return ": ".join(parts)
-
-    def timeout_message(self, state: str | None) -> str:
-        return f"{self.label} was still {state} when the wait timed out"
 
 
 def wait_sync(
@@ -231,6 +50,7 @@ def wait_sync(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Any:
     """Poll until success (returns the resource), failure (LifecycleFailed) or timeout (LifecycleTimeout)."""
+    poll_interval = pacing.poll_interval(poll_interval)  # the configured interval, outside a sandbox test
     waiter = Waiter(spec, ref, logger)
     deadline = time.monotonic() + timeout
     while True:
@@ -303,7 +123,7 @@ class LifecycleTrigger(BaseTrigger):
         self.spec = spec
         self.conn_id = conn_id
         self.ref = dict(ref or {})
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = pacing.poll_interval(float(poll_interval))  # as configured, outside a sandbox test
         self.end_time = None if end_time is None else float(end_time)
         self.cancel_on_kill = bool(cancel_on_kill)
         # A tuple: the empty one is shared, where an empty list per trigger is one more object for the collector.
@@ -387,7 +207,7 @@ class LifecycleTrigger(BaseTrigger):
             client = await self._aclient(spec)
             seen: Any = None
             logged_state: Any = _NOTHING_LOGGED
-            served: Any = None  # a poll's answer a parked wait was handed (coalesce.park)
+            served: Any = None  # a poll's answer a parked wait was handed (ticks.park)
             while True:
                 # One list serves every wait of its group where the spec says how (coalesce.py).
                 try:
@@ -409,7 +229,7 @@ class LifecycleTrigger(BaseTrigger):
                         raise
                     pause = min(self.poll_interval, max(left, 0.01))
                     log.warning("%s could not be read (%s); next check in %.1fs", waiter.label, exc, pause)
-                    await coalesce.sleep(pause)
+                    await ticks.sleep(pause)
                     continue
                 obs = waiter.evaluate(data)
                 seen = coalesce.remembered(spec, obs.resource)
@@ -450,12 +270,12 @@ class LifecycleTrigger(BaseTrigger):
                 del obs, data
                 if spec.watch is None:
                     # Polls that find the resource as it was are made by the loop's ticks, waking this task
-                    # only when one shows something new: nothing made per poll outlives it (coalesce.park).
-                    served = await coalesce.park(
+                    # only when one shows something new: nothing made per poll outlives it (ticks.park).
+                    served = await ticks.park(
                         client, spec, ref, seen=seen, pause=pause, poll_interval=self.poll_interval, end_time=end_time
                     )
                 else:  # the spec's watch read goes with every poll
-                    await coalesce.sleep(pause)
+                    await ticks.sleep(pause)
         except ServiceError as exc:
             log.warning("%s: giving up: %s", waiter.label, exc)
             yield TriggerEvent({"status": "error", "message": str(exc)})
@@ -495,7 +315,7 @@ class _LoopClients:
 _loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = weakref.WeakKeyDictionary()
 
 
-async def _acquire_client(hook: type[ModelRegHook], conn_id: str) -> ServiceClient:
+async def _acquire_client(hook: ClientSource, conn_id: str) -> ServiceClient:
     shared = _loop_clients.setdefault(asyncio.get_running_loop(), _LoopClients())
     key = (hook, conn_id)
     building = shared.building.get(key)

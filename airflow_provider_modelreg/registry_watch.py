@@ -3,7 +3,7 @@
 deployment DAG also runs for versions registered outside Airflow.
 
 One read per registered model and poll interval, however many watchers: watchers of one model in one
-triggerer share the read (:func:`airflow_provider_modelreg.coalesce.shared_poll`) and the pooled client.
+triggerer share the read (:func:`airflow_provider_modelreg.shared_reads.shared_poll`) and the pooled client.
 
 No event twice. Which versions were emitted is a watermark, ``{"through": N, "also": [...]}``: every
 version <= N is done (emitted, failed, or existed before the watcher started) and ``also`` lists the
@@ -30,7 +30,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from airflow_provider_modelreg import coalesce
+from airflow_provider_modelreg import shared_reads
 from airflow_provider_modelreg.hooks.mlflow import MODEL_VERSION_LIFECYCLE, MlflowHook, quote_filter_value
 from airflow_provider_modelreg.http import ApiRequest, ServiceClient, ServiceError
 
@@ -163,7 +163,7 @@ class MlflowRegistryEventTrigger(BaseEventTrigger):
             watermark = await self.load_watermark()
             while True:
                 try:
-                    versions = await coalesce.shared_poll(
+                    versions = await shared_reads.shared_poll(
                         share,
                         lambda: self._read_shared(client, registry_api),
                         max_age=self.poll_interval * SHARE_WINDOW,

@@ -176,7 +176,7 @@ def worker_main(args: argparse.Namespace) -> None:
 
         async def counted_aread(*a: Any, **kw: Any) -> Any:
             # A wait's first poll. The polls are counted by the coalescer (served by a list, or read alone):
-            # a parked wait's polls never come here (coalesce.park).
+            # a parked wait's polls never come here (ticks.park).
             try:
                 return await orig_aread(*a, **kw)
             finally:

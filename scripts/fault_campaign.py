@@ -50,6 +50,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -275,9 +276,12 @@ def run_try(
     if kill_on is not None:
         client = operator.hook.client
         send = client.request
+        # CREATE_CALLS are the paths the sandbox sees; a client's request path is relative to its base URL
+        # (HappyRobot's ``/models`` under ``/api/v1``), so match the whole path or the kill never fires.
+        base_path = urlsplit(client.base_url).path.rstrip("/")
 
         def request_then_die(req: Any) -> Any:
-            if not kill_on(req):
+            if not kill_on(SimpleNamespace(method=req.method, path=base_path + req.path)):
                 return send(req)
             with contextlib.suppress(ServiceError):  # the answer is what the dead worker never reads
                 send(req)
@@ -362,8 +366,12 @@ def identity_key(kind: str, index: int, run_id: str) -> Any:
     """What makes a resource this task instance's own, as stored by the sandbox."""
     from airflow_provider_modelreg.idempotency import idempotency_key
 
-    if kind == "happyrobot":
-        return f"fc-hr-{index}"
+    if kind == "happyrobot":  # the name the operator sends carries the task instance's key
+        from airflow_provider_modelreg.operators.happyrobot import name_for_task_instance
+
+        return name_for_task_instance(
+            f"fc-hr-{index}", make_context(kind, index, 1, run_id, datetime.now(timezone.utc))
+        )
     if kind == "oci_vision":
         return f"fc-vision-{index}"
     if kind == "mlflow_run":
@@ -650,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     sigkill_cycles = []
     for n in range(args.sigkill * len(KINDS)):
         cycle = Cycle(index=args.cycles + n, kind=KINDS[n % len(KINDS)], deferrable=False, kill="sigkill")
+        add_fileset(state, f"{NEMO_WORKSPACE}/checkpoint-{cycle.index}")  # as for the threaded cycles
         cycle.tries, cycle.killed = 1, True
         cycle.killed_after_processed_create = sigkill_try(server, cycle, run_id, run_after, log_path)
         cycle.errors.append("try 1: SIGKILL after the create was sent")

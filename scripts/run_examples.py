@@ -302,10 +302,19 @@ def main() -> int:
             f"{sandbox}/_sandbox/settings",
             {"oci_public_keys": {f"{OCI_TENANCY}/{OCI_USER}/{OCI_FINGERPRINT}": public_pem}},
         )
-        # The NeMo examples' checkpoints, uploaded through the Files API as a user would before registering a
-        # model (the platform answers 400 to a model naming a fileset that does not exist).
+        # The NeMo examples' checkpoints (a tiny Llama's config.json, which the spec analysis reads) and project,
+        # made through the Files and Entities APIs as a user would before registering a model (the platform
+        # answers 400 to a model naming a fileset that does not exist, 422 to a project that does not).
+        from airflow_provider_modelreg.sandbox.nemo import TINY_LLAMA_CONFIG
+
+        files = f"{sandbox}/apis/files/v2/workspaces/default/filesets"
         for fileset in ("support-bot-sft-checkpoint", "support-llm-lora-checkpoints"):
-            post_json(f"{sandbox}/apis/files/v2/workspaces/default/filesets", {"name": fileset, "purpose": "model"})
+            post_json(files, {"name": fileset, "purpose": "model"})
+            request = urllib.request.Request(
+                f"{files}/{fileset}/-/config.json", data=json.dumps(TINY_LLAMA_CONFIG).encode(), method="PUT"
+            )
+            urllib.request.urlopen(request, timeout=30).close()
+        post_json(f"{sandbox}/apis/entities/v2/workspaces/default/projects", {"name": "support-bot"})
 
         mlflow = None
         mlflow_bin = Path(os.environ.get("MODELREG_MLFLOW_BIN", ROOT / ".venv-mlflow" / "bin" / "mlflow"))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +14,9 @@ from typing import Any
 import pytest
 
 # Airflow reads its configuration at import: point it at a throw-away home before anything imports it.
+# Removed when the process ends (each pytest-xdist worker has its own): a run leaves nothing behind.
 _HOME = Path(tempfile.mkdtemp(prefix="modelreg-airflow-home-"))
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 (_HOME / "dags").mkdir()
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -29,11 +33,24 @@ pytest_plugins = [
 ]
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """pytest's per-user temp root (``pytest-of-<user>``) goes too, once this run's folders are gone (the
+    retention policy "failed" removes them at session end) and when no other run has folders in it."""
+    if hasattr(config, "workerinput") or config.option.basetemp:
+        return
+    import contextlib
+    import getpass
+
+    with contextlib.suppress(OSError, KeyError):
+        (Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}").rmdir()  # only if empty
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
-    from airflow.utils import db
+    """The session's metadata DB, migrated as the provider's pytest plugin migrates a user's."""
+    from airflow_provider_modelreg.pytest_plugin import prepare_metadata_db
 
-    db.initdb()
+    prepare_metadata_db()
 
 
 class DagRunResult:

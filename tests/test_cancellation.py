@@ -304,7 +304,7 @@ def test_an_mlflow_run_left_open_ends_killed_when_its_wait_times_out(run_dag, ml
 def test_nemo_spec_analysis_job_is_cancelled_and_the_wait_says_so(sandbox, nemo_hook, nemo_env, monkeypatch):
     from airflow_provider_modelreg.hooks.nemo import MODEL_SPEC_LIFECYCLE, SPEC_CANCELLED
     from airflow_provider_modelreg.http import ApiRequest
-    from airflow_provider_modelreg.lifecycle import Waiter
+    from airflow_provider_modelreg.spec import Waiter
 
     slow(sandbox, "nemo", 600)
     nemo_hook.request(
@@ -317,8 +317,16 @@ def test_nemo_spec_analysis_job_is_cancelled_and_the_wait_says_so(sandbox, nemo_
         cancel_on_kill=True,
     )  # fmt: skip
     run_trigger_kill(trigger)
-    jobs = nemo_hook.request(ApiRequest("GET", "/apis/jobs/v2/workspaces/default/jobs")).data["data"]
-    assert [job["status"] for job in jobs] == ["cancelled"]
+
+    def statuses() -> list[str]:
+        jobs = nemo_hook.request(ApiRequest("GET", "/apis/jobs/v2/workspaces/default/jobs")).data["data"]
+        return [job["status"] for job in jobs]
+
+    # The jobs API answers "cancelling" until the job's task has stopped (NVIDIA's server does), then "cancelled".
+    deadline = time.monotonic() + 30
+    while statuses() == ["cancelling"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert statuses() == ["cancelled"]
     # A wait on the entity (a sensor, a reconnecting retry) now fails at once, naming the cancelled job.
     waiter = Waiter(MODEL_SPEC_LIFECYCLE, ref)
     obs = waiter.evaluate(nemo_hook.request(MODEL_SPEC_LIFECYCLE.read(ref)).data)

@@ -12,31 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
+from fixtures.happyrobot_waits import WAITS, create_batch, run_all
 
 from airflow_provider_modelreg import coalesce, lifecycle
 from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, HappyRobotHook
 from airflow_provider_modelreg.http import ServiceClient
-from airflow_provider_modelreg.lifecycle import LifecycleTrigger, resolve_spec
-from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
+from airflow_provider_modelreg.lifecycle import LifecycleTrigger
 from airflow_provider_modelreg.sandbox.faults import FaultRule
 from airflow_provider_modelreg.sandbox.state import OutcomeRule
-
-WAITS = 32
-
-
-def create_batch(tag: str) -> dict[str, str]:
-    """Models that succeed, fail with a reason, or outlive their wait, in two use cases; plus a missing one."""
-    hook = HappyRobotHook(conn_id="hr")
-    kinds = {}
-    for i in range(WAITS):
-        use_case = "uc-a" if i % 2 else "uc-b"
-        name = f"{tag}-{'doomed' if i % 4 == 3 else 'ok'}-{i}"
-        request = CreateModelRequest(
-            use_case_id=use_case, name=name, from_model_id="d" * 24, train_sample_ids=["s"], test_sample_ids=[]
-        )
-        kinds[hook.create_model(request)["id"]] = f"{i}"
-    kinds["f" * 24] = "missing"
-    return kinds
+from airflow_provider_modelreg.spec import resolve_spec
 
 
 def triggers_for(batch: dict[str, str]) -> list[tuple[str, LifecycleTrigger]]:
@@ -59,18 +43,6 @@ def triggers_for(batch: dict[str, str]) -> list[tuple[str, LifecycleTrigger]]:
             )
         )
     return out
-
-
-async def run_all(pairs: list[tuple[str, LifecycleTrigger]]) -> dict[str, dict[str, Any]]:
-    async def one(label: str, trigger: LifecycleTrigger) -> tuple[str, dict[str, Any]]:
-        try:
-            async for event in trigger.run():
-                return label, event.payload
-        finally:
-            await trigger.cleanup()
-        raise AssertionError("no event")
-
-    return dict(await asyncio.gather(*(one(label, t) for label, t in pairs)))
 
 
 def normalised(events: dict[str, dict[str, Any]], batch: dict[str, str]) -> dict[str, Any]:
@@ -185,72 +157,6 @@ def test_oci_vision_waits_share_one_list_per_compartment_and_project_with_the_sa
     assert coalesced == individual
     assert {e["status"] for e in coalesced} == {"timeout"}
     assert stats["served"] > 0 and stats["list_pages"] > 0
-
-
-def test_sleeping_waits_share_ticks_each_waking_at_or_after_its_own_time():
-    async def run() -> tuple[list[float], bool]:
-        loop = asyncio.get_running_loop()
-        delays = [0.05, 0.051, 0.07, 0.12, 0.2]
-
-        async def sleeper(delay: float) -> float:
-            started = loop.time()
-            await coalesce.sleep(delay)
-            return loop.time() - started - delay
-
-        cancelled = asyncio.ensure_future(sleeper(0.05))  # shares a tick with the first two
-        tasks = [asyncio.ensure_future(sleeper(d)) for d in delays]
-        await asyncio.sleep(0)
-        cancelled.cancel()
-        late = await asyncio.gather(*tasks)
-        return late, cancelled.cancelled()
-
-    late, cancelled = asyncio.run(run())
-    assert cancelled
-    resolution = asyncio.new_event_loop()
-    slack = resolution._clock_resolution  # type: ignore[attr-defined]
-    resolution.close()
-    assert all(x >= -slack for x in late), late  # never early (the loop's clock resolution aside)
-    assert all(x < coalesce.TICK + 0.2 for x in late), late  # about a tick late at most (a busy machine aside)
-
-
-@pytest.mark.integration
-def test_parked_waits_poll_unchanged_resources_without_making_a_future_per_poll(sandbox, monkeypatch, happyrobot_conn):
-    # Each future a poll makes lives through the sleep after it, long enough to reach the collector's oldest
-    # generation; enough of those and CPython walks every object of the triggerer (a stall past 0.2 s at
-    # 10,000 waits). Parked, a poll that finds its resource unchanged makes none.
-    monkeypatch.setenv("AIRFLOW_CONN_HR", json.dumps(happyrobot_conn))
-    sandbox.sandbox.state.lifecycle_seconds["happyrobot"] = 2.5
-    batch = {model_id: label for model_id, label in create_batch("pk").items() if label != "missing"}
-    made = [0]  # futures made by the waits' own tasks (the lists' and own reads' tasks make theirs)
-    original = asyncio.BaseEventLoop.create_future
-
-    def counting(self: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
-        task = asyncio.current_task(self)
-        if task is not None and task.get_coro().__qualname__.startswith("run_all."):
-            made[0] += 1
-        return original(self)
-
-    monkeypatch.setattr(asyncio.BaseEventLoop, "create_future", counting)
-    before = dict(coalesce.stats)
-    pairs = [
-        (
-            label,
-            LifecycleTrigger(
-                spec=MODEL_LIFECYCLE.key,
-                conn_id="hr",
-                ref={"model_id": m},
-                poll_interval=0.1,
-                end_time=time.time() + 30,
-            ),
-        )
-        for m, label in batch.items()
-    ]
-    events = asyncio.run(run_all(pairs))
-    served = coalesce.stats["served"] - before["served"]
-    assert {e["status"] for e in events.values()} == {"success"}
-    assert served > 10 * WAITS, served  # ~25 polls each, nearly all served by the lists
-    # A few per wait (its first read, one park per state it passes through), however many polls it made.
-    assert made[0] <= 6 * len(pairs), (made[0], served)
 
 
 def test_long_lists_are_decoded_without_setting_off_full_collections(monkeypatch):

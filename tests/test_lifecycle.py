@@ -14,8 +14,6 @@ from airflow_provider_modelreg.lifecycle import (
     LifecycleFailed,
     LifecycleTimeout,
     LifecycleTrigger,
-    Waiter,
-    resolve_spec,
     wait_sync,
 )
 from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
@@ -28,36 +26,6 @@ def is_primitive(value: Any) -> bool:
     if isinstance(value, list):
         return all(is_primitive(v) for v in value)
     return value is None or isinstance(value, str | int | float | bool)
-
-
-def test_unknown_states_count_as_in_progress_and_are_logged_once(caplog):
-    waiter = Waiter(MODEL_LIFECYCLE, {"model_id": "m1"})
-    with caplog.at_level(logging.WARNING):
-        observations = [waiter.evaluate({"status": s}) for s in ("queued", "queued", "training", "queued")]
-    assert [o.outcome for o in observations] == ["waiting"] * 4
-    assert [r.getMessage() for r in caplog.records].count(
-        "HappyRobot model model_id=m1 is in state 'queued', which is not a known state; waiting as if in progress"
-    ) == 1
-
-
-@pytest.mark.parametrize(
-    ("resource", "outcome"),
-    [
-        ({"status": "active"}, "success"),
-        ({"status": "failed"}, "failure"),
-        ({"status": "pending"}, "waiting"),
-        ({}, "waiting"),
-        ("<html>", "waiting"),
-    ],
-)
-def test_evaluation_never_crashes_on_odd_resources(resource, outcome):
-    assert Waiter(MODEL_LIFECYCLE, {"model_id": "m"}).evaluate(resource).outcome == outcome
-
-
-def test_specs_are_named_by_their_import_path():
-    assert resolve_spec(MODEL_LIFECYCLE.key) is MODEL_LIFECYCLE
-    with pytest.raises(ValueError, match="does not name a LifecycleSpec"):
-        resolve_spec("airflow_provider_modelreg.hooks.happyrobot:HappyRobotHook")
 
 
 async def until(condition: Any, timeout: float = 30.0) -> None:
@@ -287,7 +255,8 @@ COLD_TRIGGERER = r"""
 import asyncio, json, ssl, sys, threading, time
 import airflow.sdk
 from airflow_provider_modelreg.version_compat import aget_connection
-from airflow_provider_modelreg.lifecycle import LifecycleTrigger, resolve_spec
+from airflow_provider_modelreg.lifecycle import LifecycleTrigger
+from airflow_provider_modelreg.spec import resolve_spec
 
 waits = json.loads(sys.argv[1])
 for spec, _conn_id, _ref in waits:

@@ -192,12 +192,11 @@ def _entity() -> Any:
     return CreateModelEntity(name="bot")
 
 
-SINCE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 HOOK_CALLS: dict[str, Callable[[], Any]] = {
     "happyrobot.create_model": lambda: _hr().create_model(_happyrobot_request()),
     "happyrobot.get_model": lambda: _hr().get_model("m"),
     "happyrobot.list_models": lambda: _hr().list_models(use_case_id="uc"),
-    "happyrobot.find_model": lambda: _hr().find_model(_happyrobot_request(), SINCE, lambda _id: False),
+    "happyrobot.find_models": lambda: _hr().find_models(_happyrobot_request()),
     "oci_vision.create_model": lambda: _oci().create_model(_vision_details(), retry_token="t"),
     "oci_vision.get_model": lambda: _oci().get_model("ocid1.aivisionmodel.oc1..m"),
     "oci_vision.list_models": lambda: _oci().list_models(compartment_id="ocid1.compartment.oc1..c"),

@@ -32,12 +32,15 @@ from pydantic.alias_generators import to_camel
 from airflow_provider_modelreg.models.base import InvalidRequest, RequestModel, validate_request
 from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
 from airflow_provider_modelreg.models.mlflow import (
+    AIDP_RULES,
+    MLFLOW_3_RULES,
     CreateExperimentRequest,
     CreateModelVersionRequest,
     CreateRegisteredModelRequest,
     CreateRunRequest,
     LogBatchRequest,
     UpdateRunRequest,
+    server_context,
 )
 from airflow_provider_modelreg.models.nemo import BackendFormat, CreateModelEntity, FinetuningType
 from airflow_provider_modelreg.models.oci_vision import CreateModelDetails
@@ -96,9 +99,11 @@ NEMO_SEED = {
 
 
 # -- shared assertions ---------------------------------------------------------------------------------------
-def assert_refused_naming(model: type[RequestModel], body: dict[str, Any], field: str) -> str:
+def assert_refused_naming(
+    model: type[RequestModel], body: dict[str, Any], field: str, context: dict[str, Any] | None = None
+) -> str:
     with pytest.raises(InvalidRequest) as refused:
-        validate_request(model, body)
+        validate_request(model, body, context=context)
     message = str(refused.value)
     assert message.startswith(f"invalid {model.__name__}, nothing was sent: ")
     named = re.search(rf"(?:sent: |; ){re.escape(field)}[.:]", message)
@@ -106,13 +111,15 @@ def assert_refused_naming(model: type[RequestModel], body: dict[str, Any], field
     return message
 
 
-def assert_round_trip(model: type[RequestModel], body: dict[str, Any], key_rule: re.Pattern[str]) -> dict[str, Any]:
-    built = validate_request(model, body)
+def assert_round_trip(
+    model: type[RequestModel], body: dict[str, Any], key_rule: re.Pattern[str], context: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    built = validate_request(model, body, context=context)
     wire = built.wire()
     assert json.loads(json.dumps(wire)) == wire, "the wire body is plain JSON"
     assert all(key_rule.match(k) for k in wire), f"wire keys not in the expected case: {sorted(wire)}"
-    assert model.model_validate(wire) == built
-    assert validate_request(model, wire) == built
+    assert model.model_validate(wire, context=context) == built
+    assert validate_request(model, wire, context=context) == built
     return wire
 
 
@@ -429,7 +436,11 @@ def _is_model_name(name: str) -> bool:
     return True
 
 
-# MLflow 3.x's registered-model rule (no blank, no '/' or ':'); the refusals are the explicit cases below.
+# The seed page's limits are the AI Data Platform's (names 1..255, tag values 8000); with MLflow 3.x's name
+# rule (no blank, no '/' or ':') the valid names suit every server. tests/models/test_mlflow_vendor_rules.py
+# holds each server's rules against MLflow's own functions.
+AIDP = server_context(AIDP_RULES)
+MLFLOW_3 = server_context(MLFLOW_3_RULES)
 mlflow_model_name = at_most(255, min_size=1).filter(_is_model_name)
 version_valid = st.fixed_dictionaries(
     {"name": mlflow_model_name, "source": at_most(500, min_size=1)},
@@ -511,7 +522,7 @@ def test_mlflow_a_param_given_twice_with_two_values_is_refused_naming_it(key, fi
 @SETTINGS
 @given(body=version_valid)
 def test_mlflow_model_version_bodies_round_trip_to_the_seed_format(body):
-    wire = assert_round_trip(CreateModelVersionRequest, body, SNAKE)
+    wire = assert_round_trip(CreateModelVersionRequest, body, SNAKE, AIDP)
     assert {"name", "source"} <= set(wire) <= MLFLOW_VERSION_SEED
 
 
@@ -519,7 +530,7 @@ def test_mlflow_model_version_bodies_round_trip_to_the_seed_format(body):
 @given(body=version_valid, bad=version_invalid)
 def test_mlflow_model_version_invalid_bodies_are_refused_naming_the_field(body, bad):
     field, value = bad
-    assert_refused_naming(CreateModelVersionRequest, replace(body, field, value), field)
+    assert_refused_naming(CreateModelVersionRequest, replace(body, field, value), field, AIDP)
 
 
 @SETTINGS
@@ -528,16 +539,16 @@ def test_mlflow_model_version_invalid_bodies_are_refused_naming_the_field(body, 
     description=optional(at_most(5000)),
     tags=optional(st.lists(st.fixed_dictionaries({"key": mlflow_key, "value": at_most(100)}), max_size=20)),
     bad=st.one_of(
-        st.tuples(st.just("name"), st.one_of(st.just(""), st.just(" "), st.just("a/b"), too_long(255))),
+        st.tuples(st.just("name"), st.one_of(st.just(""), st.just(" "), st.just("a/b"), too_long(256))),
         st.tuples(st.just("description"), too_long(5000)),
         st.tuples(st.just("tags"), st.just([{"key": f"k{i}"} for i in range(21)])),
     ),
 )
 def test_mlflow_registered_model_bodies(name, description, tags, bad):
     body = drop_none({"name": name, "description": description, "tags": tags})
-    assert_round_trip(CreateRegisteredModelRequest, body, SNAKE)
+    assert_round_trip(CreateRegisteredModelRequest, body, SNAKE, MLFLOW_3)
     field, value = bad
-    assert_refused_naming(CreateRegisteredModelRequest, replace(body, field, value), field)
+    assert_refused_naming(CreateRegisteredModelRequest, replace(body, field, value), field, MLFLOW_3)
 
 
 @SETTINGS
@@ -742,7 +753,11 @@ def test_the_mlflow_model_version_operator_refuses_before_any_call(no_io, body, 
 
     field, value = bad  # "" and None mean "not given" to this operator (templates render missing values so)
     arguments = replace(body, field, value)
-    assert_operator_refuses(lambda: MlflowCreateModelVersionOperator(task_id="t", conn_id="m", **arguments), field)
+    # The server's rules are the connection's to say (GET /version on plain MLflow): the seed's here.
+    with pytest.MonkeyPatch.context() as patch:
+        hook = SimpleNamespace(server_rules=AIDP_RULES)
+        patch.setattr(MlflowCreateModelVersionOperator, "hook", property(lambda self: hook))
+        assert_operator_refuses(lambda: MlflowCreateModelVersionOperator(task_id="t", conn_id="m", **arguments), field)
 
 
 @SETTINGS

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fixtures.mlflow import HOOK_CONN_ID
 
-from airflow_provider_modelreg import coalesce
+from airflow_provider_modelreg import shared_reads
 from airflow_provider_modelreg.http import ServiceClient
 from airflow_provider_modelreg.models.mlflow import CreateModelVersionRequest, CreateRegisteredModelRequest
 from airflow_provider_modelreg.registry_watch import MlflowRegistryEventTrigger, advance
@@ -58,6 +58,35 @@ class Watch:
         self.triggers = triggers
         self.events: list[list[dict[str, Any]]] = [[] for _ in triggers]
         self.tasks: list[asyncio.Task[None]] = []
+        # What each trigger has done, for waits on conditions: registry reads it made, watermarks it saved.
+        self.reads = [0] * len(triggers)
+        self.saves = [0] * len(triggers)
+        for index, trigger in enumerate(triggers):
+            self._count(index, trigger)
+
+    def _count(self, index: int, trigger: MlflowRegistryEventTrigger) -> None:
+        read, save = trigger.read_versions, trigger.save_watermark
+
+        async def counted_read(*args: Any) -> Any:
+            versions = await read(*args)
+            self.reads[index] += 1
+            return versions
+
+        async def counted_save(watermark: dict[str, Any]) -> None:
+            await save(watermark)
+            self.saves[index] += 1
+
+        trigger.read_versions = counted_read  # type: ignore[method-assign]
+        trigger.save_watermark = counted_save  # type: ignore[method-assign]
+
+    async def baseline(self) -> None:
+        """Until every watcher has read the registry once and saved what it found as history."""
+        await self.until(lambda: all(self.saves))
+
+    async def quiet_reads(self, reads: int) -> None:
+        """Until every watcher has read the registry ``reads`` more times (after which: no new events)."""
+        wanted = [n + reads for n in self.reads]
+        await self.until(lambda: all(n >= w for n, w in zip(self.reads, wanted, strict=True)))
 
     async def _collect(self, index: int) -> None:
         async for event in self.triggers[index].run():
@@ -93,10 +122,10 @@ def test_each_new_ready_version_is_one_event(mlflow_target):
     async def scenario() -> list[dict[str, Any]]:
         watch = Watch(MlflowRegistryEventTrigger(name=name, conn_id=HOOK_CONN_ID, poll_interval=0.2))
         watch.start()
-        await asyncio.sleep(1.0)  # the first read has set the baseline
+        await watch.baseline()  # the first read has set the baseline
         await asyncio.to_thread(register, mlflow_target, name, 2)
         await watch.until(lambda: len(watch.events[0]) >= 2)
-        await asyncio.sleep(1.0)  # five more reads: nothing is emitted again
+        await watch.quiet_reads(5)  # five more reads: nothing is emitted again
         await watch.stop()
         return watch.events[0]
 
@@ -124,7 +153,7 @@ def test_a_restarted_watcher_resumes_from_its_watermark_and_repeats_nothing(aidp
     async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         first = Watch(trigger())
         first.start()
-        await asyncio.sleep(1.0)
+        await first.baseline()
         await asyncio.to_thread(register, aidp_target, name)  # version 2
         await first.until(lambda: len(first.events[0]) == 1)
         await first.stop()  # the triggerer goes down
@@ -133,7 +162,7 @@ def test_a_restarted_watcher_resumes_from_its_watermark_and_repeats_nothing(aidp
         second = Watch(trigger())
         second.start()
         await second.until(lambda: len(second.events[0]) == 1)
-        await asyncio.sleep(1.0)
+        await second.quiet_reads(5)
         await second.stop()
         return first.events[0], second.events[0]
 
@@ -166,20 +195,20 @@ def test_watchers_of_one_model_share_one_read_per_interval(aidp_target, monkeypa
             ]
         )
         watch.start()
-        await asyncio.sleep(1.0)
+        await watch.baseline()
         await asyncio.to_thread(register, aidp_target, name)
         await watch.until(lambda: all(len(e) == 1 for e in watch.events))
-        await asyncio.sleep(seconds - 1.0)
+        await asyncio.sleep(seconds - 1.0)  # a window of time whose reads are counted: what is measured
         await watch.stop()
         return watch.events
 
-    started = coalesce.stats.get("shared_polls", 0)
+    started = shared_reads.stats.get("shared_polls", 0)
     events = asyncio.run(scenario())
     assert [versions(e) for e in events] == [["2"]] * watchers
     elapsed_reads = len(searches)
     # Unshared, six watchers would read about 6 x (elapsed / interval) times; shared, once per interval.
     assert elapsed_reads <= (seconds + 3.0) / interval, searches
-    assert coalesce.stats["shared_polls"] - started == elapsed_reads
+    assert shared_reads.stats["shared_polls"] - started == elapsed_reads
 
 
 def test_the_trigger_serialises_to_primitives_and_backs_an_asset_watcher():
@@ -232,7 +261,7 @@ def test_a_version_pending_when_the_watcher_starts_is_an_event_once_ready(aidp_t
         watch = Watch(MlflowRegistryEventTrigger(name=name, conn_id=HOOK_CONN_ID, poll_interval=0.2))
         watch.start()
         await watch.until(lambda: len(watch.events[0]) == 1)
-        await asyncio.sleep(1.0)
+        await watch.quiet_reads(5)
         await watch.stop()
         return watch.events[0]
 

@@ -43,18 +43,35 @@ async def first_event(trigger: LifecycleTrigger) -> dict[str, Any]:
     raise AssertionError("the trigger ended without an event")
 
 
-def stop_mid_wait(trigger: LifecycleTrigger, after: float = 0.4) -> None:
-    """Run the trigger for a while, then cancel it as a stopping triggerer does; it must not have finished."""
+def stop_mid_wait(trigger: LifecycleTrigger, reads: int = 2) -> None:
+    """Run the trigger until it has read its resource ``reads`` times, then cancel it as a stopping triggerer
+    does; it must not have finished."""
+    from airflow_provider_modelreg.spec import Waiter
+
+    evaluate = Waiter.evaluate
+    seen = 0
+
+    def counted(self: Waiter, data: Any) -> Any:
+        nonlocal seen
+        seen += 1
+        return evaluate(self, data)
 
     async def run() -> None:
         task = asyncio.ensure_future(first_event(trigger))
-        await asyncio.sleep(after)
+        deadline = time.monotonic() + 60
+        while seen < reads and not task.done():  # polled for the condition, under a deadline
+            assert time.monotonic() < deadline, f"the trigger read its resource {seen} times in 60 s"
+            await asyncio.sleep(0.02)
         assert not task.done(), "the resource finished before the restart: nothing was resumed"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    asyncio.run(run())
+    Waiter.evaluate = counted  # type: ignore[method-assign]
+    try:
+        asyncio.run(run())
+    finally:
+        Waiter.evaluate = evaluate  # type: ignore[method-assign]
 
 
 def rebuild_as_triggerer(trigger: LifecycleTrigger) -> LifecycleTrigger:
@@ -268,9 +285,10 @@ def test_a_restart_keeps_the_deadline(slow_lifecycles, connections):
     """The deadline is absolute: a trigger rebuilt after it passed ends with a timeout, not a fresh wait."""
     slow_lifecycles.sandbox.state.lifecycle_seconds["happyrobot"] = 300
     waitable = make_happyrobot("restart-deadline")
-    original = trigger_for(waitable, end_time=time.time() + 0.6)
-    stop_mid_wait(original, after=0.3)
-    time.sleep(0.4)  # the triggerer was down past the deadline
+    original = trigger_for(waitable, end_time=time.time() + 3)  # room for a first read on a loaded machine
+    stop_mid_wait(original, reads=1)
+    while time.time() <= original.end_time:  # the triggerer is down until past the deadline
+        time.sleep(0.05)
     event = asyncio.run(first_event(rebuild_as_triggerer(original)))
     assert event["status"] == "timeout" and f"model_id={waitable.ref['model_id']}" in event["message"]
 

@@ -48,7 +48,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from airflow_provider_modelreg.auth.oci import (
+from airflow_provider_modelreg.auth.oci_signing import (
     OCIAuthError,
     OCICredentials,
     OCISigner,
@@ -295,7 +295,7 @@ def _capped(policy: RetryPolicy, fields: Mapping[str, Any]) -> RetryPolicy:
     """The SDK's bounds, lowered by the connection's retry_max_attempts / retry_max_seconds when given."""
     from dataclasses import replace
 
-    from airflow_provider_modelreg.hooks.base import transport_options
+    from airflow_provider_modelreg.transport import transport_options
 
     asked = transport_options(dict(fields), None, policy)["retry"]
     return replace(
@@ -574,7 +574,7 @@ def forget_principals() -> None:
 
 
 def _transport(fields: Mapping[str, Any]) -> dict[str, Any]:
-    from airflow_provider_modelreg.hooks.base import transport_options
+    from airflow_provider_modelreg.transport import transport_options
 
     return transport_options(dict(fields))
 

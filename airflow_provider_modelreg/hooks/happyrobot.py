@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_modelreg.coalesce import ListRead, one_page
 from airflow_provider_modelreg.hooks.base import (
     ModelRegHook,
     base_url_of,
     connection_extras,
-    transport_options,
 )
 from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, api_path
-from airflow_provider_modelreg.lifecycle import CancelSpec, LifecycleSpec, at, first_of
+from airflow_provider_modelreg.spec import CancelSpec, LifecycleSpec, ListRead, at, first_of, one_page
+from airflow_provider_modelreg.transport import transport_options
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -65,17 +64,13 @@ MODEL_LIFECYCLE = LifecycleSpec(
 )
 
 
-def _parse_time(value: Any) -> datetime | None:
-    """An ISO time; one without a timezone is read as UTC (HappyRobot's times are UTC)."""
+def _parse_time(value: Any) -> datetime:
+    """An ISO time for ordering; one without a timezone is read as UTC (HappyRobot's times are UTC)."""
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
-        return None
+        return datetime.max.replace(tzinfo=timezone.utc)  # unreadable: after every readable one
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
-
-
-class AmbiguousModel(Exception):
-    """More than one unclaimed model could be the one an earlier try created: none is adopted."""
 
 
 class HappyRobotHook(ModelRegHook):
@@ -108,7 +103,7 @@ class HappyRobotHook(ModelRegHook):
         )
 
     def create_model(self, request: CreateModelRequest) -> dict[str, Any]:
-        # No idempotency key exists: never resend blindly (see find_model and create_once).
+        # No idempotency key exists: never resend blindly (see find_models and create_once).
         response = self.request(ApiRequest("POST", "/models", json=request.wire(), idempotent=False))
         return response.json_object(require=("id",))
 
@@ -126,35 +121,19 @@ class HappyRobotHook(ModelRegHook):
         models = response.json_list("data" if isinstance(response.data, Mapping) else None)
         return [m for m in models if isinstance(m, dict)]
 
-    def find_model(
-        self, request: CreateModelRequest, created_since: datetime, claimed: Callable[[str], bool]
-    ) -> dict[str, Any] | None:
-        """The model an earlier try of this task instance created but could not record (its answer lost).
+    def find_models(self, request: CreateModelRequest) -> list[dict[str, Any]]:
+        """The models of ``request``'s use case with exactly its name and source model, oldest first.
 
-        Only a model no task instance has recorded (``claimed`` is false), with the same name, use case and
-        source model, created since this task instance's first try began, and only when exactly one matches
-        (list items carry no ``train_sample_ids``, so nothing else can tell two candidates apart): None when
-        none does, :class:`AmbiguousModel` when several do.
+        The create operator's names carry the task instance's idempotency key, so these are the models an
+        earlier try or attempt of that task instance created (HappyRobot's list filters by use case and
+        status only, so the name is matched here).
         """
-        since = created_since if created_since.tzinfo else created_since.replace(tzinfo=timezone.utc)
-        matches = []
-        for model in self.list_models(use_case_id=request.use_case_id):
-            created = _parse_time(model.get("created_at"))
-            if (
-                model.get("name") == request.name
-                and model.get("use_case_id", request.use_case_id) == request.use_case_id
-                and model.get("from_model_id") == request.from_model_id
-                and created is not None
-                and created >= since
-                and isinstance(model.get("id"), str)
-                and not claimed(model["id"])
-            ):
-                matches.append(model)
-        if len(matches) > 1:
-            ids = ", ".join(sorted(m["id"] for m in matches))
-            raise AmbiguousModel(
-                f"{len(matches)} unrecorded HappyRobot models named {request.name!r} (use case "
-                f"{request.use_case_id}, from {request.from_model_id}) were created since this task's first try: "
-                f"{ids}; cannot tell which one is this task's. Check them, then clear the task."
-            )
-        return matches[0] if matches else None
+        matches = [
+            model
+            for model in self.list_models(use_case_id=request.use_case_id)
+            if model.get("name") == request.name
+            and model.get("use_case_id", request.use_case_id) == request.use_case_id
+            and model.get("from_model_id") == request.from_model_id
+            and isinstance(model.get("id"), str)
+        ]
+        return sorted(matches, key=lambda m: (_parse_time(m.get("created_at")), m["id"]))

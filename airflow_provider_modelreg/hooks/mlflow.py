@@ -11,7 +11,6 @@ Errors keep the service's code (:func:`is_already_exists`, :func:`is_not_found` 
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -20,13 +19,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from airflow_provider_modelreg.coalesce import ListRead, body_token
 from airflow_provider_modelreg.hooks.base import (
     ModelRegHook,
     base_url_of,
     connection_extras,
     split_user_info,
-    transport_options,
 )
 from airflow_provider_modelreg.hooks.oci_base import OCIBaseHook
 from airflow_provider_modelreg.http import (
@@ -39,9 +36,10 @@ from airflow_provider_modelreg.http import (
     ServiceError,
     api_path,
 )
-from airflow_provider_modelreg.lifecycle import CancelSpec, LifecycleSpec, at
 from airflow_provider_modelreg.links.mlflow import run_url as run_page_url
 from airflow_provider_modelreg.links.mlflow import run_url_template
+from airflow_provider_modelreg.spec import CancelSpec, LifecycleSpec, ListRead, at, body_token
+from airflow_provider_modelreg.transport import transport_options
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -51,6 +49,7 @@ if TYPE_CHECKING:
         CreateRegisteredModelRequest,
         CreateRunRequest,
         LogBatchRequest,
+        MlflowServerRules,
         UpdateRunRequest,
     )
 
@@ -78,12 +77,32 @@ def is_not_found(exc: ServiceError) -> bool:
 
 
 def quote_filter_value(value: str) -> str:
-    """A string literal for MLflow's filter grammar (single quotes, or double when the value has one)."""
+    """A string literal for MLflow's filter grammar (single quotes, or double when the value has one).
+
+    MLflow's filter parser takes a literal's characters between its quotes as they are (backslashes
+    included: 2.22.5 and 3.17.2 find ``q\\``, ``q\\'x`` and names with newlines this way); there is no
+    escape for the quote character itself. :func:`name_filter` handles names holding both quotes.
+    """
     if "'" not in value:
         return f"'{value}'"
     if '"' not in value:
         return f'"{value}"'
-    raise ValueError(f"cannot search for a value holding both quote characters: {value!r}")
+    raise ValueError(f"cannot write {value!r} as an MLflow filter literal: it holds both quote characters")
+
+
+def name_filter(name: str) -> str:
+    """A ``model-versions/search`` clause selecting the registered model ``name``, for any name MLflow takes.
+
+    ``name = '<name>'`` where the name can be written as a literal; otherwise (both quote characters)
+    ``name LIKE`` with each single quote, and each backslash (an escape in some databases' LIKE), replaced
+    by ``_`` (any one character). That may also select other models: callers keep only the versions whose
+    ``name`` equals ``name``.
+    """
+    try:
+        return f"name={quote_filter_value(name)}"
+    except ValueError:
+        pattern = "".join("_" if c in "'\\" else c for c in name)
+        return f"name LIKE '{pattern}'"
 
 
 # -- lifecycle specs ----------------------------------------------------------------------------------
@@ -193,9 +212,9 @@ class MlflowHook(ModelRegHook):
     service = "MLflow"
     # Only the OCI flavour documents a retry token; a plain server gets look-before-create instead.
     uses_retry_token: ClassVar[bool] = False
-    # Longest model-version tag value the server takes: 5000 on a 2.x server (3.x takes 8000, but which
-    # one is in hand is not known before the first request), so the lower bound applies to plain MLflow.
-    model_version_tag_value_limit: ClassVar[int] = 5000
+    # The rules of each plain server already asked, by connection and base URL: one GET /version each per
+    # process (a server's version does not change under a running task).
+    _server_rules_seen: ClassVar[dict[tuple[str, str], MlflowServerRules]] = {}
 
     # -- connection -> client and prefixes (pure, so triggers build the same client) ------------
     @classmethod
@@ -276,6 +295,30 @@ class MlflowHook(ModelRegHook):
     def registry_api(self) -> str:
         """Prefix of registered models and model versions."""
         return self._prefixes[1]
+
+    @cached_property
+    def server_rules(self) -> MlflowServerRules:
+        """What this connection's server accepts where MLflow servers differ (models/mlflow.py's
+        :class:`~airflow_provider_modelreg.models.mlflow.MlflowServerRules`): read from ``GET /version``, which every MLflow server answers with its
+        version as plain text. A server that does not say (a proxy, another implementation: a 4xx answer) gets
+        the rules of 2.x and 3.x together, so nothing either would refuse is sent; an unreachable or failing
+        one (no answer, 429, 5xx) raises its ServiceError once the retries are spent."""
+        from airflow_provider_modelreg.models.mlflow import MlflowServerRules
+
+        key = (self.conn_id, self.client.base_url)
+        if (known := self._server_rules_seen.get(key)) is not None:
+            return known
+        try:
+            answer = self.request(ApiRequest("GET", "/version", raw=True)).data
+            version = answer.decode("utf-8", "replace").strip() if isinstance(answer, bytes) else str(answer)
+        except ServiceError as exc:
+            if exc.status is None or exc.status == 429 or exc.status >= 500:
+                raise  # unreachable or busy: the task's retry asks again (no refusal on a guess)
+            self.log.info("The MLflow server did not tell its version (%s): applying 2.x and 3.x rules", exc)
+            return MlflowServerRules.of_mlflow(None)
+        rules = MlflowServerRules.of_mlflow(version if len(version) < 40 else None)
+        self._server_rules_seen[key] = rules
+        return rules
 
     def probe(self) -> ApiRequest:
         # The path depends on the connection (OCI platform and workspace), so no class-level probe_request.
@@ -520,7 +563,7 @@ class MlflowHook(ModelRegHook):
         Version numbers are given by the server in creation order, so among overlapping tries the
         lowest is the first made, and every try settles on the same one. The tag is matched here too.
         """
-        filter_string = f"name={quote_filter_value(name)} and tags.`{key}` = {quote_filter_value(value)}"
+        filter_string = f"{name_filter(name)} and tags.`{key}` = {quote_filter_value(value)}"
         matches = [
             v
             for v in self.search_model_versions(filter_string)
@@ -566,7 +609,13 @@ class OCIDataPlatformMlflowHook(MlflowHook, OCIBaseHook):
     service = "OCI AI Data Platform"
     endpoint_template = AIDP_ENDPOINT_TEMPLATE
     uses_retry_token = True
-    model_version_tag_value_limit = 8000  # the seed page's limit
+
+    @property
+    def server_rules(self) -> MlflowServerRules:  # type: ignore[override]
+        """The seed page's rules (registered model names 1..255, model-version tag values at most 8000)."""
+        from airflow_provider_modelreg.models.mlflow import AIDP_RULES
+
+        return AIDP_RULES
 
     @classmethod
     def client_from_connection(cls, conn: Connection, retry: RetryPolicy | None = None) -> ServiceClient:
@@ -626,17 +675,17 @@ def mlflow_hook(conn_id: str, retry: RetryPolicy | None = None) -> MlflowHook:
 # sends them. Oracle's MLOpsClient 5.1.1 has no alias operations; the AI Data Platform flavour is served at
 # MLflow's suffixes and methods (unconfirmed for the real platform, as the sandbox says). Both calls set a
 # value to a given state, so resending them is harmless.
-ALIAS_RULE = re.compile(r"^[\w\-]{1,255}$")
-
-
 def validate_alias(alias: Any, *, to_set: bool = False) -> str:
     """The alias, or InvalidRequest naming the rule (MLflow's: letters, digits, ``_`` and ``-``, 1..255;
     ``latest`` and ``v<digits>`` are reserved names a server refuses to set)."""
     from airflow_provider_modelreg.models.base import InvalidRequest
+    from airflow_provider_modelreg.models.mlflow import alias_problem, alias_reserved
 
-    if not isinstance(alias, str) or not ALIAS_RULE.match(alias):
-        raise InvalidRequest(f"alias: {alias!r} must be 1..255 letters, digits, '_' or '-'; nothing was sent")
-    if to_set and (alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias)):
+    if not isinstance(alias, str):
+        raise InvalidRequest(f"alias: {alias!r} must be a string; nothing was sent")
+    if (problem := alias_problem(alias)) is not None:
+        raise InvalidRequest(f"alias: {alias!r} {problem} (MLflow's alias rule); nothing was sent")
+    if to_set and alias_reserved(alias):
         raise InvalidRequest(f"alias: {alias!r} is reserved by MLflow ('latest', 'v<n>'); nothing was sent")
     return alias
 

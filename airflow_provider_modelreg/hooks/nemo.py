@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_modelreg.coalesce import ListRead, page_numbers
-from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras, transport_options
+from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras
 from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, ServiceError, api_path
-from airflow_provider_modelreg.lifecycle import CancelSpec, LifecycleSpec, at
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.nemo import LEGACY, ModelEntityRef, WorkspaceRef
+from airflow_provider_modelreg.spec import CancelSpec, LifecycleSpec, ListRead, at, page_numbers
+from airflow_provider_modelreg.transport import transport_options
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -63,6 +63,7 @@ def spec_state(entity: Any) -> str:
 
 
 JOBS_PREFIX = "/apis/jobs/v2"
+ENTITIES_PREFIX = "/apis/entities/v2"
 SPEC_JOB_SOURCE = "models-system"
 SPEC_FAILED = "SPEC_ANALYSIS_ERROR"
 SPEC_CANCELLED = "SPEC_ANALYSIS_CANCELLED"
@@ -151,6 +152,36 @@ MODEL_SPEC_LIFECYCLE = LifecycleSpec(
 )
 
 
+# A spec-analysis job's statuses (the jobs API's PlatformJobStatus) while it may still write a spec.
+SPEC_JOB_RUNNING = frozenset({"created", "pending", "active", "cancelling", "pausing", "paused", "resuming"})
+
+
+def read_spec_job(ref: Mapping[str, Any]) -> ApiRequest:
+    return ApiRequest("GET", api_path(f"{JOBS_PREFIX}/workspaces/{{}}/jobs/{{}}", ref["workspace"], ref["job"]))
+
+
+def spec_job_reason(job: Any) -> str | None:
+    details = (job.get("error_details") or job.get("status_details") or {}) if isinstance(job, Mapping) else {}
+    return str(details.get("message")) if isinstance(details, Mapping) and details.get("message") else None
+
+
+# One spec-analysis job, waited for when an entity's newest job still runs: after a PATCH to a new fileset the
+# entity keeps answering the previous fileset's spec until that job ends (nemo-platform 0.6.0), so a wait on the
+# entity alone would end at once with the old spec. ``completed`` means the new spec is written (NVIDIA's task
+# PATCHes it before it exits); ``error`` and ``cancelled`` fail the wait with the job's own message.
+SPEC_JOB_LIFECYCLE = LifecycleSpec(
+    key="airflow_provider_modelreg.hooks.nemo:SPEC_JOB_LIFECYCLE",
+    hook="airflow_provider_modelreg.hooks.nemo:NemoModelsHook",
+    noun="NeMo spec-analysis job",
+    read=read_spec_job,
+    state=lambda job: job.get("status") if isinstance(job, Mapping) else None,
+    success=frozenset({"completed"}),
+    failure=frozenset({"error", "cancelled"}),
+    in_progress=SPEC_JOB_RUNNING,
+    reason=spec_job_reason,
+)
+
+
 class NemoModelsHook(ModelRegHook):
     """NVIDIA NeMo Platform Models API v2: create, read, list and delete model entities.
 
@@ -205,6 +236,26 @@ class NemoModelsHook(ModelRegHook):
     def probe(self) -> ApiRequest:
         return ApiRequest("GET", models_path(self.default_workspace), params={"page_size": 1})
 
+    def test_connection(self) -> tuple[bool, str]:
+        """Read the connection's workspace from the Entities API first: NVIDIA's server answers a list of models
+        in a workspace that does not exist with a bare HTTP 500 "Failed to list model entities" (nemo-platform
+        0.6.0), which names nothing and would be retried as a server fault; the workspace read answers 404."""
+        try:
+            workspace = self.default_workspace
+            validate_request(WorkspaceRef, {"workspace": workspace}, LEGACY_RULE)
+            self.request(ApiRequest("GET", api_path(f"{ENTITIES_PREFIX}/workspaces/{{}}", workspace)))
+        except ServiceError as exc:
+            if exc.status == 404:
+                return False, (
+                    f"workspace {workspace!r} does not exist on the NeMo Platform at {self.client.base_url}: create "
+                    f"it (POST {ENTITIES_PREFIX}/workspaces) or set the connection's workspace extra to one that "
+                    f"exists ({exc})"
+                )
+            return False, str(exc)
+        except Exception as exc:  # a bad connection definition: report it, never raise from the UI
+            return False, f"{type(exc).__name__}: {exc}"
+        return super().test_connection()
+
     # -- calls ----------------------------------------------------------------------------------------
     def create_model(self, workspace: str, request: CreateModelEntity) -> dict[str, Any]:
         """Create a model entity (201). A duplicate name answers 409; the caller decides what that means."""
@@ -258,6 +309,13 @@ class NemoModelsHook(ModelRegHook):
             if not batch or page >= total_pages or (max_pages is not None and page >= max_pages):
                 return entities
             page += 1
+
+    def newest_spec_job(self, workspace: str, name: str) -> Mapping[str, Any] | None:
+        """The entity's newest spec-analysis job on the jobs API (None: it has had none)."""
+        ref = {"workspace": workspace, "name": name}
+        listing = watch_spec_job(ref, {"spec": None, "fileset": "any"})
+        assert listing is not None
+        return spec_job_of(ref, self.request(listing).data)
 
     def delete_model(self, workspace: str, name: str) -> None:
         """Delete a model entity (204)."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras, transport_options
+from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras
 from airflow_provider_modelreg.http import ApiRequest, RetryPolicy, ServiceClient, ServiceError, ServicePolicy
+from airflow_provider_modelreg.transport import transport_options
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection

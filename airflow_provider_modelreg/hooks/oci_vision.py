@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_modelreg.coalesce import ListRead, header_token
 from airflow_provider_modelreg.hooks.oci_base import OCIBaseHook
 from airflow_provider_modelreg.http import ApiRequest, api_path
-from airflow_provider_modelreg.lifecycle import CancelSpec, LifecycleSpec, at, first_of
+from airflow_provider_modelreg.spec import CancelSpec, LifecycleSpec, ListRead, at, first_of, header_token
 
 if TYPE_CHECKING:
     from airflow_provider_modelreg.auth.oci import OCICredentials

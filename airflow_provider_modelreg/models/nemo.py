@@ -152,7 +152,9 @@ class CreateModelEntity(RequestModel):
     """
 
     name: EntityName
-    project: ProjectUrn | None = None
+    # A project of the workspace, which must exist (nemo-platform 0.6.0 answers 422 "Project '...' does not exist
+    # in workspace '...'"): the request field's own rule is the server's (word characters, '.', '-', '/').
+    project: ProjectUrn | None = Field(default=None, description="A project that exists in the workspace.")
     description: Annotated[str, StringConstraints(max_length=1000)] | None = None
     fileset: WorkspaceReference | None = Field(
         default=None, description="Checkpoint fileset, '{workspace}/{name}' or a bare name (the model's workspace)."

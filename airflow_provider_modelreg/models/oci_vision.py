@@ -15,9 +15,10 @@ Where the rules come from:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Discriminator, Field, StringConstraints, Tag
 from pydantic.alias_generators import to_camel
 
 from airflow_provider_modelreg.models.base import RequestModel
@@ -74,10 +75,28 @@ class ObjectStorageDataset(OCIRequestModel):
     object_name: Text
 
 
-# datasetType picks the variant; without it, nothing says which one is meant, so it is required.
+# datasetType picks the variant; without it, nothing says which one is meant, so it is required. A callable
+# discriminator, so a missing or unknown value gets an error naming the field (by its wire name) and its
+# allowed values: pydantic's own for a named discriminator names neither.
+DATASET_TYPES = ("DATA_SCIENCE_LABELING", "OBJECT_STORAGE")
+
+
+def _dataset_type(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return value.get("datasetType", value.get("dataset_type"))
+    return getattr(value, "dataset_type", None)
+
+
 Dataset = Annotated[
-    Union[DataScienceLabelingDataset, ObjectStorageDataset],  # noqa: UP007 - pydantic needs the Union here
-    Field(discriminator="dataset_type"),
+    Union[  # noqa: UP007 - pydantic needs the Union here
+        Annotated[DataScienceLabelingDataset, Tag("DATA_SCIENCE_LABELING")],
+        Annotated[ObjectStorageDataset, Tag("OBJECT_STORAGE")],
+    ],
+    Discriminator(
+        _dataset_type,
+        custom_error_type="dataset_type",
+        custom_error_message=f"datasetType is required, one of {', '.join(map(repr, DATASET_TYPES))}",
+    ),
 ]
 
 

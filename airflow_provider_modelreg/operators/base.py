@@ -14,14 +14,13 @@ from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.idempotency import GENERATION, generation
 from airflow_provider_modelreg.lifecycle import (
     LifecycleFailed,
-    LifecycleSpec,
     LifecycleTimeout,
     LifecycleTrigger,
-    Waiter,
     raise_for_event,
     wait_sync,
 )
 from airflow_provider_modelreg.models.base import InvalidRequest
+from airflow_provider_modelreg.spec import LifecycleSpec, Waiter
 from airflow_provider_modelreg.version_compat import (
     AirflowException,
     AirflowFailException,

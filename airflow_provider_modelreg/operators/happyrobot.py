@@ -3,44 +3,51 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_modelreg import task_state
-from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, AmbiguousModel, HappyRobotHook
-from airflow_provider_modelreg.idempotency import create_once, generation
+from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, HappyRobotHook
+from airflow_provider_modelreg.idempotency import create_once, idempotency_key
 from airflow_provider_modelreg.lineage import ModelLineage, service_dataset, unique
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
 from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
-from airflow_provider_modelreg.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-SERVICE = "happyrobot"
-# When this task instance's first try began (Airflow 3.3's task state store, 3.2's Variables): a note about
-# the task instance, not a resource, so it claims nothing. The model itself is recorded and claimed under
-# SERVICE by the shared flow (``record``), where the lookup reads claims.
-FIRST_TRY = "first_try_started"
+# How many hex characters of the task instance's idempotency key the model's name carries: 64 bits, so two
+# task instances' names collide with odds of 2**-64.
+NAME_KEY_CHARS = 16
 
 
-def _named(context: Context, name: str) -> str:
-    """A task instance asked to create anew (``on_failed_resource="recreate"``) records its new model apart."""
-    created_anew = generation(context)
-    return f"{name}.generation{created_anew}" if created_anew else name
+def name_for_task_instance(name: str, context: Context) -> str:
+    """The name sent to HappyRobot: the user's name and this task instance's idempotency key.
+
+    HappyRobot has no idempotency key and its create body no free-form field, so the name is the one thing a
+    retry can find its own model by (HappyRobot lists models by use case; a name filter is not documented).
+    The key is the same for every try of one task instance and differs per task instance and per
+    ``on_failed_resource="recreate"`` generation (:func:`~airflow_provider_modelreg.idempotency.idempotency_key`).
+    """
+    return f"{name} [{idempotency_key(context)[:NAME_KEY_CHARS]}]"
 
 
 class HappyRobotCreateModelOperator(CreateAndWaitOperator):
     """Clone a HappyRobot model and train it; optionally wait until it is ``active``.
 
-    A model belongs to the task instance that created it: its id is recorded durably the moment the create
-    answers, and a retry returns that model. Only when a create's answer was lost does a retry look the model
-    up, adopting one that no task instance has recorded, with the same name, use case and source model,
-    created since this task instance's first try began, and only when exactly one matches (several: the
-    task fails, naming them). HappyRobot has no idempotency key, so overlapping tries of one task instance
-    (e.g. a worker lost while its try still runs) can still make two models.
+    A model belongs to the task instance that created it. HappyRobot has no idempotency key, so the model's
+    name carries the task instance's: ``name`` is sent as ``"<name> [<16 hex characters of the key>]"``
+    (the same on every try, another for every other task instance). Before every create, and on every try,
+    the operator lists the use case's models and adopts the one with exactly that name and source model;
+    its id is also recorded durably the moment the create answers, and a retry reconnects to it. This
+    needs no durable record, no clock and no claim: a worker killed at any moment after HappyRobot stored
+    the model leaves a model its retry finds.
+
+    What remains (the API offers nothing to close it): a create HappyRobot has not yet stored when the
+    retry lists (a worker killed while its POST was still in flight, and the retry listing before the
+    service finished it: it must outlast the task's ``retry_delay``), and overlapping tries of one task
+    instance (a zombie and its retry both listing before either create lands) make two models. When
+    several models carry the key, the oldest is adopted and the others are named in a warning (HappyRobot
+    cannot delete them).
 
     :param use_case_id: use case of the model.
     :param name: name of the new model.
@@ -87,7 +94,7 @@ class HappyRobotCreateModelOperator(CreateAndWaitOperator):
         self.explain_tools = explain_tools
 
     def build_request(self, context: Context) -> CreateModelRequest:
-        return validate_request(
+        request = validate_request(
             CreateModelRequest,
             {
                 "use_case_id": self.use_case_id,
@@ -98,33 +105,29 @@ class HappyRobotCreateModelOperator(CreateAndWaitOperator):
                 "explain_tools": self.explain_tools,
             },
         )
+        # Validated as the user wrote it (a blank name is refused), then sent carrying the task's key.
+        return request.model_copy(update={"name": name_for_task_instance(request.name, context)})
 
     def create(self, context: Context, request: CreateModelRequest) -> dict[str, Any]:
         hook: HappyRobotHook = self.hook  # type: ignore[assignment]
-        # A model an earlier try recorded was already taken up by reconnect(); here it is gone or never was.
-        first_try = task_state.recall(context, _named(context, FIRST_TRY))
-        # A task instance that never sent a create has no model of its own to find. Looking anyway would
-        # see another task's model in the moment between its create and its claim (a backfill's concurrent
-        # map indexes share name, use case and source) and adopt it: only look after a create was sent.
-        sent = {"create": first_try is not None}
-        if first_try is None:
-            first_try = datetime.now(timezone.utc).isoformat()
-            task_state.remember(context, _named(context, FIRST_TRY), first_try, claim=None)
-        since = datetime.fromisoformat(first_try)
 
         def find() -> dict[str, Any] | None:
-            if not sent["create"]:
+            found = hook.find_models(request)
+            if not found:
                 return None
-            try:
-                found = hook.find_model(request, since, partial(task_state.is_claimed, SERVICE))
-            except AmbiguousModel as exc:
-                raise AirflowFailException(str(exc)) from None
-            if found is not None:
-                self.record(context, found)
-            return found
+            if len(found) > 1:
+                self.log.warning(
+                    "%d HappyRobot models carry this task instance's name %r (an earlier try overlapped): "
+                    "adopting the oldest, %s; HappyRobot cannot delete the others: %s",
+                    len(found),
+                    request.name,
+                    found[0]["id"],
+                    ", ".join(m["id"] for m in found[1:]),
+                )
+            self.record(context, found[0])
+            return found[0]
 
         def create() -> dict[str, Any]:
-            sent["create"] = True
             model = hook.create_model(request)
             self.record(context, model)  # before anything else can fail
             return model

@@ -28,7 +28,6 @@ from airflow_provider_modelreg.hooks.mlflow import (
 )
 from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.idempotency import create_once, idempotency_key
-from airflow_provider_modelreg.lifecycle import at
 from airflow_provider_modelreg.lineage import DatasetName, ModelLineage, service_dataset, unique, uri_dataset
 from airflow_provider_modelreg.links.mlflow import MlflowRunLink
 from airflow_provider_modelreg.models.base import InvalidRequest, validate_request
@@ -38,9 +37,11 @@ from airflow_provider_modelreg.models.mlflow import (
     CreateRegisteredModelRequest,
     CreateRunRequest,
     LogBatchRequest,
+    server_context,
     tag_list,
 )
 from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
+from airflow_provider_modelreg.spec import at
 from airflow_provider_modelreg.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
@@ -141,10 +142,12 @@ class MlflowCreateRunOperator(CreateAndWaitOperator):
     :param experiment_name: experiment to log to (created when missing).
     :param run_name: run name (default ``<dag_id>.<task_id>[<map index>].<run_id>``).
     :param run_params: MLflow params, ``{name: value}`` or a list of ``{"key", "value"}``; values become
-        strings (named so because ``params`` is Airflow's own DAG-params argument).
+        strings (named so because ``params`` is Airflow's own DAG-params argument); a value over 6000
+        characters is refused: MLflow would silently truncate it to 6000.
     :param metrics: ``{name: value}``, ``{name: {"value", "step", "timestamp"}}``, ``{name: [points]}`` or a
         list of ``{"key", "value", "step", "timestamp"}``.
-    :param tags: ``{name: value}`` or a list of ``{"key", "value"}``.
+    :param tags: ``{name: value}`` or a list of ``{"key", "value"}``; a value over 8000 characters is refused:
+        MLflow would silently truncate it to 8000.
     :param metrics_from: task id whose XCom holds metrics (a mapping).
     :param metric_keys: names to take from that XCom, or ``{metric name: dotted path}``; default: every
         numeric top-level entry.
@@ -428,21 +431,22 @@ class MlflowCreateModelVersionOperator(CreateAndWaitOperator):
     """Register a model version from ``source`` (and ``run_id``); wait until it is ``READY``.
 
     The registered model is created when missing (a concurrent create by another task is not an error).
-    The seed page's limits, MLflow's name rule and the server's tag value limit (5000 on plain MLflow, 8000
-    on the AI Data Platform) are checked before anything is sent. The version is tagged
+    The seed page's limits and the rules of the server in hand (MLflow 2.x or 3.x, read from the server's
+    ``GET /version``, or the AI Data Platform) are checked before anything is sent. The version is tagged
     ``airflow.idempotency_key`` (one tag of the 20): a retried task returns the version its first try made,
     overlapping tries settle on the lowest, and a later DAG run registering the same source makes a new one.
     ``FAILED_REGISTRATION`` fails
     the task with the service's ``status_message``. Returns the model version (plain JSON).
 
-    :param name: registered model name (1..255 characters).
+    :param name: registered model name: not empty; on MLflow 3 not blank, no ``/`` or ``:``, no ``..``
+        path parts; at most 255 characters on the AI Data Platform.
     :param source: URI of the model artifacts (1..500), e.g. ``runs:/<run id>/model``.
     :param run_id: id of the run that made the model (1..32).
     :param model_id: logged model id (at most 36).
     :param run_link: link to the run (at most 500).
     :param description: version description (at most 5000).
-    :param tags: ``{key: value}`` or a list of ``{"key", "value"}`` (at most 19; key 1..250, value ≤ 5000 on
-        plain MLflow, ≤ 8000 on the AI Data Platform).
+    :param tags: ``{key: value}`` or a list of ``{"key", "value"}`` (at most 19; key 1..250 by MLflow's key
+        rule; value ≤ 5000 on MLflow 2.x, ≤ 100,000 on MLflow 3.x, ≤ 8000 on the AI Data Platform).
     :param conn_id: an ``mlflow`` or ``oci_aidp`` connection (default ``mlflow_default``).
     :param wait_for_completion: wait until ``READY`` (default true).
     :param deferrable: wait in the triggerer.
@@ -506,12 +510,11 @@ class MlflowCreateModelVersionOperator(CreateAndWaitOperator):
         # fixed source registered by a later DAG run is a new version).
         tags = [t for t in tag_list(self.tags) or [] if t.get("key") != IDEMPOTENCY_TAG]
         tags.append({"key": IDEMPOTENCY_TAG, "value": idempotency_key(context)})
-        request = validate_request(CreateModelVersionRequest, given | {"tags": tags})
-        try:
-            request.check_tag_values(self.hook.model_version_tag_value_limit)
-        except ValueError as exc:
-            raise InvalidRequest(f"{exc}; nothing was sent") from None
-        return request
+        body = given | {"tags": tags}
+        # What every server refuses first, without a request; then the rules of the server in hand (on
+        # plain MLflow they are read once with GET /version), still before anything is created.
+        validate_request(CreateModelVersionRequest, body)
+        return validate_request(CreateModelVersionRequest, body, context=server_context(self.hook.server_rules))
 
     def create(self, context: Context, request: CreateModelVersionRequest) -> dict[str, Any]:
         hook = self.hook
@@ -597,8 +600,12 @@ class _AliasOperator(BaseOperator):
 
     def _checked_name(self) -> str:
         name = "" if self.name is None else str(self.name)
-        if not 1 <= len(name) <= 255 or name == "None":
-            raise AirflowFailException(f"name: {self.name!r} must be a registered model name of 1..255 characters")
+        if name in ("", "None"):
+            raise AirflowFailException(f"name: {self.name!r} must be a registered model name; nothing was sent")
+        try:
+            self.hook.server_rules.check_model_name(name)
+        except ValueError as exc:
+            raise AirflowFailException(f"name: {exc}; nothing was sent") from None
         return name
 
 

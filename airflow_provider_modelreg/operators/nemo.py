@@ -58,7 +58,9 @@ class NemoCreateModelOperator(CreateAndWaitOperator):
         no ``--``, not ending in ``-`` (the platform's rule since 0.4.0; connection extra ``name_rule: "0.3"``
         allows the older rule: letters, digits, ``_``, ``-``, ``.``, at most 255).
     :param workspace: workspace of the entity (default: the connection's ``workspace`` extra, else ``default``).
-    :param project: URN of the project (letters, digits, ``_``, ``-``, ``.``, ``/``; at most 255).
+    :param project: a project of the workspace (letters, digits, ``_``, ``-``, ``.``, ``/``; at most 255). It
+        must exist: the platform refuses a model naming a project it does not have (HTTP 422 "Project '...' does
+        not exist in workspace '...'. Please create the project first."), which fails the task at once.
     :param description: description (at most 1000 characters).
     :param fileset: checkpoint fileset as ``{workspace}/{fileset_name}`` or a bare name (the model's workspace);
         the platform derives ``spec`` from it.

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from airflow_provider_modelreg.sandbox.oci_common import check_signature, oci_error, oci_json, with_retry_token
 from airflow_provider_modelreg.sandbox.state import SandboxState, phase, public, request_id
@@ -59,6 +59,27 @@ ALIAS_RULE = re.compile(r"^[\w\-]*$")
 MAX_KEY, MAX_EXPERIMENT_NAME, MAX_ALIAS = 250, 500, 255
 MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_ITEMS, MAX_PARAM_VALUE, MAX_TAG_VALUE = 1000, 100, 100, 1000, 6000, 8000
 DEFAULT_PAGE = 1000
+# What GET /version answers: the open-source flavour imitates this release (the differential's newest server).
+MLFLOW_VERSION = "3.17.2"
+
+# Names of runs created without one, in MLflow's form "<adjective>-<noun>-<0..1000>", at most 20 characters
+# (MLflow's server names them so; these short word lists are the sandbox's own).
+RUN_NAME_ADJECTIVES = (
+    "amber", "brave", "calm", "clever", "dapper", "eager", "fancy", "gentle", "happy", "jolly",
+    "kind", "lucky", "merry", "nimble", "polite", "quick", "rustic", "sunny", "tidy", "witty",
+)  # fmt: skip
+RUN_NAME_NOUNS = (
+    "badger", "bison", "crane", "deer", "eel", "finch", "gnu", "heron", "ibis", "koala",
+    "lark", "mole", "newt", "otter", "panda", "quail", "robin", "seal", "trout", "wren",
+)  # fmt: skip
+
+
+def generated_run_name(run_id: str) -> str:
+    """A run's name in MLflow's form, drawn from its id (the same run always gets the same name)."""
+    digest = hashlib.sha256(run_id.encode()).digest()
+    adjective = RUN_NAME_ADJECTIVES[digest[0] % len(RUN_NAME_ADJECTIVES)]
+    noun = RUN_NAME_NOUNS[digest[1] % len(RUN_NAME_NOUNS)]
+    return f"{adjective}-{noun}-{int.from_bytes(digest[2:4], 'big') % 1001}"
 
 
 class ApiError(Exception):
@@ -88,7 +109,8 @@ class Flavour:
     codes: dict[str, tuple[int, str]]
     strict_run_status: bool  # refuse an unknown status in runs/update (the real MLflow server ignores it)
     model_name_rule: bool  # MLflow 3's rule: no '/' or ':' in registered model names
-    truncate_params: bool  # MLflow 3's server cuts a param value to 6000 characters (2.x and the seed refuse)
+    # MLflow servers (2.22.5 and 3.17.2 alike) cut a param value to 6000 characters; the seed refuses.
+    truncate_params: bool
 
     def error(self, exc: ApiError, request: Request) -> JSONResponse:
         status, code = self.codes[exc.kind]
@@ -605,7 +627,7 @@ def create_run(call: Call) -> dict[str, Any]:
         raise Missing(f"No Experiment with id={experiment_id} exists")
     run_id = call.state.new_hex_id(32)
     tag_map = {t["key"]: t["value"] for t in tags}
-    name = run_name or tag_map.get("mlflow.runName") or f"run-{run_id[:8]}"
+    name = run_name or tag_map.get("mlflow.runName") or generated_run_name(run_id)
     tag_map["mlflow.runName"] = name
     scheme = "oci://mlflow" if call.flavour.signed else "mlflow-artifacts:"
     record = call.state.store(
@@ -1003,8 +1025,14 @@ def _endpoint(flavour: Flavour, state: SandboxState, handler: Handler, create: b
     return endpoint
 
 
+def server_version() -> PlainTextResponse:
+    """``GET /version`` as an MLflow server answers it: the version as plain text."""
+    return PlainTextResponse(MLFLOW_VERSION)
+
+
 def router(state: SandboxState) -> APIRouter:
     api = APIRouter()
+    api.add_api_route("/version", server_version, methods=["GET"], name="mlflow:GET version")
     for flavour in FLAVOURS:
         seen: set[tuple[str, tuple[str, ...]]] = set()
         for methods, scope, suffix, handler, create in ROUTES:

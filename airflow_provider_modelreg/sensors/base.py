@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_provider_modelreg import pacing
 from airflow_provider_modelreg.http import ServiceError
-from airflow_provider_modelreg.lifecycle import LifecycleSpec, LifecycleTrigger, Waiter, raise_for_event
+from airflow_provider_modelreg.lifecycle import LifecycleTrigger, raise_for_event
+from airflow_provider_modelreg.spec import LifecycleSpec, Waiter
 from airflow_provider_modelreg.version_compat import (
     AirflowFailException,
     AirflowSensorTimeout,
@@ -139,6 +141,7 @@ class LifecycleSensor(BaseSensorOperator):
         if self.start_from_trigger:  # a worker runs it: before 3.3 the scheduler does not start it in the triggerer
             note_if_no_start_from_trigger(self.log)
         if not self.deferrable:
+            self.poke_interval = pacing.poll_interval(self.poke_interval)  # as configured, outside a sandbox test
             try:
                 return super().execute(context)
             except AirflowSensorTimeout as exc:  # say which resource was waited for

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from fixtures.oci import FINGERPRINT, KEY_ID, TENANCY, USER
 
 from airflow_provider_modelreg.auth import oci as oci_auth
+from airflow_provider_modelreg.auth import oci_signing
 from airflow_provider_modelreg.auth.oci import OCIAuthError, credentials_from_fields, resolve_auth_type
 from airflow_provider_modelreg.get_provider_info import OCI_AUTH_TYPES, connection_type
 from airflow_provider_modelreg.hooks.oci_vision import OCIVisionHook
@@ -155,16 +156,16 @@ def test_a_token_refreshed_in_its_file_is_used_after_a_401(token_setup):
 def test_a_changed_token_file_is_read_before_sending(token_setup, monkeypatch):
     token, key = token_setup
     clock = [0.0]
-    identity = oci_auth.SessionTokenFileIdentity(
-        str(token), oci_auth.load_private_key(path=str(key)), clock=lambda: clock[0]
+    identity = oci_signing.SessionTokenFileIdentity(
+        str(token), oci_signing.load_private_key(path=str(key)), clock=lambda: clock[0]
     )
-    signer = oci_auth.OCISigner(identity=identity)
+    signer = oci_signing.OCISigner(identity=identity)
     seen: list[str] = []
     with httpx.Client(transport=_token_server(seen, {"ST$old-token", "ST$new-token"}), auth=signer) as client:
         client.get("https://h/x")
         token.write_text("new-token")
         os.utime(token, ns=(1, 1))
-        clock[0] = oci_auth.TOKEN_FILE_CHECK_SECONDS
+        clock[0] = oci_signing.TOKEN_FILE_CHECK_SECONDS
         client.get("https://h/x")
     assert seen == ["ST$old-token", "ST$new-token"]
 
@@ -182,13 +183,13 @@ def test_the_async_signer_rereads_the_token_in_a_worker_thread(token_setup, monk
     token, key = token_setup
     creds = credentials_from_fields({"security_token_file": str(token), "key_file": str(key), "tenancy": "t"})
     threads: list[threading.Thread] = []
-    reload = oci_auth.SessionTokenFileIdentity._reload
+    reload = oci_signing.SessionTokenFileIdentity._reload
 
     def recording(self, *, force):
         threads.append(threading.current_thread())
         return reload(self, force=force)
 
-    monkeypatch.setattr(oci_auth.SessionTokenFileIdentity, "_reload", recording)
+    monkeypatch.setattr(oci_signing.SessionTokenFileIdentity, "_reload", recording)
     seen: list[str] = []
 
     async def main() -> int:
@@ -216,14 +217,14 @@ def test_triggers_build_their_client_off_the_event_loop_and_load_each_key_once(m
     }
     monkeypatch.setenv("AIRFLOW_CONN_OCI_LOOP", json.dumps(conn))
     parsed: list[threading.Thread] = []
-    parse = oci_auth._parse_private_key
+    parse = oci_signing._parse_private_key
 
     def recording(*args):
         parsed.append(threading.current_thread())
         return parse(*args)
 
-    monkeypatch.setattr(oci_auth, "_parse_private_key", recording)
-    oci_auth._KEY_CACHE.clear()
+    monkeypatch.setattr(oci_signing, "_parse_private_key", recording)
+    oci_signing._KEY_CACHE.clear()
 
     async def main() -> tuple[threading.Thread, list[Any]]:
         clients = [await OCIVisionHook.aclient_for("oci_loop") for _ in range(3)]

@@ -99,30 +99,21 @@ def test_a_model_id_with_path_characters_stays_one_segment(hook, sandbox):
     assert caught.value.status == 404
 
 
-def test_lookup_adopts_only_one_unclaimed_match_and_refuses_to_guess(hook, sandbox):
-    import datetime as dt
-
-    from airflow_provider_modelreg.hooks.happyrobot import AmbiguousModel
-
-    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)
+def test_lookup_finds_models_by_exact_name_and_source_oldest_first(hook, sandbox):
     first = hook.create_model(REQUEST)
-    assert hook.find_model(REQUEST, since, claimed=lambda _id: False)["id"] == first["id"]
-    assert hook.find_model(REQUEST, since, claimed=lambda _id: True) is None  # another task recorded it
-    other_source = REQUEST.model_copy(update={"from_model_id": "c" * 24})
-    assert hook.find_model(other_source, since, claimed=lambda _id: False) is None
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)
-    assert hook.find_model(REQUEST, later, claimed=lambda _id: False) is None  # made before the first try
+    assert [m["id"] for m in hook.find_models(REQUEST)] == [first["id"]]
+    assert hook.find_models(REQUEST.model_copy(update={"from_model_id": "c" * 24})) == []
+    assert hook.find_models(REQUEST.model_copy(update={"name": "bo"})) == []  # exact names only
+    assert hook.find_models(REQUEST.model_copy(update={"use_case_id": "other"})) == []
     second = hook.create_model(REQUEST)
-    with pytest.raises(AmbiguousModel, match="2 unrecorded HappyRobot models named 'bot'") as caught:
-        hook.find_model(REQUEST, since, claimed=lambda _id: False)
-    assert first["id"] in str(caught.value) and second["id"] in str(caught.value)
+    assert [m["id"] for m in hook.find_models(REQUEST)] == [first["id"], second["id"]]
 
 
 def test_a_created_at_without_a_timezone_is_read_as_utc(hook, sandbox):
     import datetime as dt
 
-    model = hook.create_model(REQUEST)
-    record = sandbox.sandbox.state.get("happyrobot", model["id"])
-    record["created_at"] = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat()  # no timezone
-    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
-    assert hook.find_model(REQUEST, since, claimed=lambda _id: False)["id"] == model["id"]
+    first, second = hook.create_model(REQUEST), hook.create_model(REQUEST)
+    record = sandbox.sandbox.state.get("happyrobot", second["id"])
+    # naive and an hour earlier than the first's: read as UTC, it is the older one
+    record["created_at"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    assert [m["id"] for m in hook.find_models(REQUEST)] == [second["id"], first["id"]]

@@ -289,3 +289,54 @@ def test_credentials_in_the_tracking_uri_are_basic_auth_and_shown_nowhere(monkey
     with pytest.raises(ValueError, match="holds credentials") as refused:
         MlflowHook.client_from_connection(conn(host=host, login="bob", password="other"))
     assert "pw" not in str(refused.value)
+
+
+# -- the server in hand: which MLflow's rules apply (issue 29) --------------------------------------------------
+def test_the_hook_reads_the_servers_version_once_per_connection(mlflow_target, monkeypatch):
+    from airflow_provider_modelreg.http import ServiceClient
+    from airflow_provider_modelreg.models.mlflow import AIDP_RULES
+
+    monkeypatch.setattr(MlflowHook, "_server_rules_seen", {})
+    paths: list[str] = []
+    original = ServiceClient.request
+
+    def spy(self, req):
+        paths.append(req.path)
+        return original(self, req)
+
+    monkeypatch.setattr(ServiceClient, "request", spy)
+    first, second = mlflow_target.hook().server_rules, mlflow_target.hook().server_rules
+    if mlflow_target.server is None:
+        assert first is second is AIDP_RULES and paths == []  # the seed's rules: nothing to ask
+    else:
+        assert first == second and first.server == f"MLflow {mlflow_target.server.version}"
+        assert first.model_name_path_rule is mlflow_target.server.version.startswith("3.")
+        assert paths == ["/version"]  # the second hook on the connection asked nothing
+
+
+def test_the_sandbox_tells_its_version_like_an_mlflow_server(sandbox, monkeypatch):
+    monkeypatch.setattr(MlflowHook, "_server_rules_seen", {})
+    monkeypatch.setenv("AIRFLOW_CONN_PLAIN", json.dumps({"conn_type": "mlflow", "host": sandbox.url}))
+    assert mlflow_hook("plain").server_rules.server == "MLflow 3.17.2"
+
+
+def test_a_server_that_does_not_tell_its_version_gets_the_rules_of_2_and_3_together(sandbox, monkeypatch):
+    from airflow_provider_modelreg.models.mlflow import MLFLOW_UNKNOWN_RULES
+
+    monkeypatch.setattr(MlflowHook, "_server_rules_seen", {})
+    # Under a path the sandbox serves nothing: GET <path>/version answers 404, as a proxy or another product may.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ELSEWHERE", json.dumps({"conn_type": "mlflow", "host": f"{sandbox.url}/elsewhere"})
+    )
+    hook = mlflow_hook("elsewhere", retry=RetryPolicy(max_attempts=1))
+    assert hook.server_rules == MLFLOW_UNKNOWN_RULES
+    assert MlflowHook._server_rules_seen == {}  # not remembered: asked again by the next hook
+
+
+def test_a_server_failing_to_tell_its_version_raises_rather_than_guessing(sandbox, monkeypatch):
+    monkeypatch.setattr(MlflowHook, "_server_rules_seen", {})
+    monkeypatch.setenv("AIRFLOW_CONN_PLAIN", json.dumps({"conn_type": "mlflow", "host": sandbox.url}))
+    sandbox.sandbox.faults.rules.append(FaultRule(status=503, method="GET", path="^/version$", count=None))
+    with pytest.raises(ServiceError) as caught:
+        _ = mlflow_hook("plain", retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)).server_rules
+    assert caught.value.status == 503 and MlflowHook._server_rules_seen == {}

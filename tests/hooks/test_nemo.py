@@ -16,9 +16,9 @@ from airflow_provider_modelreg.hooks.nemo import (
     spec_state,
 )
 from airflow_provider_modelreg.http import ApiRequest, RetryPolicy, ServiceError
-from airflow_provider_modelreg.lifecycle import resolve_spec
 from airflow_provider_modelreg.models.base import InvalidRequest
 from airflow_provider_modelreg.models.nemo import CreateModelEntity
+from airflow_provider_modelreg.spec import resolve_spec
 
 pytestmark = pytest.mark.integration
 
@@ -177,3 +177,14 @@ def test_host_with_a_path_prefix_is_kept(monkeypatch, sandbox, nemo_sent):
         hook.list_models("ws")
     assert caught.value.path == "/apis/models/v2/workspaces/ws/models"
     assert caught.value.status == 404 and nemo_sent() == []
+
+
+def test_test_connection_names_a_workspace_that_does_not_exist(monkeypatch, nemo_conn, nemo_sent):
+    """NVIDIA's server answers a models list in a missing workspace with a bare 500 "Failed to list model
+    entities" (retried as a server fault, naming nothing); the check reads the workspace first and says which."""
+    hook = hook_for(monkeypatch, "nemo_ghost_ws", nemo_conn | {"extra": json.dumps({"workspace": "ghost-ws"})})
+    ok, message = hook.test_connection()
+    assert not ok
+    assert message.startswith("workspace 'ghost-ws' does not exist on the NeMo Platform at http://")
+    assert "HTTP 404" in message and "POST /apis/entities/v2/workspaces" in message
+    assert nemo_sent() == []  # the models list, whose 500 would be retried, was never asked

@@ -13,12 +13,12 @@ from fixtures.oci_vision import VISION_COMPARTMENT, VISION_FAST_RETRY, vision_ar
 
 from airflow_provider_modelreg.hooks.oci_vision import MODEL_LIFECYCLE, OCIVisionHook
 from airflow_provider_modelreg.http import ApiRequest, ServiceError
-from airflow_provider_modelreg.lifecycle import Waiter
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.oci_vision import CreateModelDetails
 from airflow_provider_modelreg.sandbox.faults import FaultRule
 from airflow_provider_modelreg.sandbox.oci_vision import NOT_FOUND_SECONDS
 from airflow_provider_modelreg.sandbox.state import OutcomeRule
+from airflow_provider_modelreg.spec import Waiter
 
 pytestmark = pytest.mark.integration
 

@@ -7,16 +7,24 @@ import pytest
 
 from airflow_provider_modelreg.models.base import InvalidRequest, validate_request
 from airflow_provider_modelreg.models.mlflow import (
+    AIDP_RULES,
+    MLFLOW_2_RULES,
+    MLFLOW_3_RULES,
+    MLFLOW_UNKNOWN_RULES,
     CreateModelVersionRequest,
+    CreateRegisteredModelRequest,
     CreateRunRequest,
     LogBatchRequest,
     Metric,
+    MlflowServerRules,
     Param,
     UpdateRunRequest,
+    server_context,
     tag_list,
 )
 
 VERSION = {"name": "model", "source": "runs:/abc/model"}
+AIDP = server_context(AIDP_RULES)
 
 
 @pytest.mark.parametrize(
@@ -35,11 +43,13 @@ VERSION = {"name": "model", "source": "runs:/abc/model"}
         ("tags", [{"key": "", "value": "v"}], "at least 1"),
         ("tags", [{"key": "k" * 251, "value": "v"}], "at most 250"),
         ("tags", [{"key": "k", "value": "v" * 8001}], "at most 8000"),
+        ("tags", [{"key": "#", "value": "v"}], "may only contain"),
+        ("tags", [{"key": "..", "value": "v"}], "resolve to another name"),
     ],
 )
 def test_model_version_limits_name_the_field_and_rule(field, value, rule):
     with pytest.raises(InvalidRequest) as caught:
-        validate_request(CreateModelVersionRequest, VERSION | {field: value})
+        validate_request(CreateModelVersionRequest, VERSION | {field: value}, context=AIDP)
     message = str(caught.value)
     assert field in message and rule in message and "nothing was sent" in message
 
@@ -55,6 +65,7 @@ def test_model_version_at_the_limits_is_accepted_and_wired_snake_case():
             "description": "d" * 5000,
             "tags": [{"key": "k" * 250, "value": "v" * 8000}] + [{"key": f"k{i}", "value": i} for i in range(19)],
         },
+        context=AIDP,
     )
     wire = request.wire()
     assert set(wire) == {"name", "source", "run_id", "model_id", "description", "tags"}
@@ -81,8 +92,71 @@ def test_a_numeric_string_metric_is_converted_and_gets_a_timestamp():
 def test_param_values_are_at_most_6000_characters_and_become_strings():
     assert Param(key="k", value=3).value == "3"
     Param(key="k", value="x" * 6000)
-    with pytest.raises(InvalidRequest, match="at most 6000"):
+    with pytest.raises(InvalidRequest, match="at most 6000 are allowed: MLflow would silently truncate it to 6000"):
         validate_request(LogBatchRequest, {"run_id": "r", "params": [{"key": "k", "value": "x" * 6001}]})
+
+
+def test_run_tag_values_over_8000_characters_are_refused_saying_mlflow_would_truncate_them():
+    with pytest.raises(InvalidRequest, match=r"tags\.0\.value: .*MLflow would silently truncate it to 8000"):
+        validate_request(LogBatchRequest, {"run_id": "r", "tags": [{"key": "k", "value": "x" * 8001}]})
+
+
+# -- the server in hand ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("version", "rules"),
+    [("3.17.2", MLFLOW_3_RULES), ("3.0.0rc1", MLFLOW_3_RULES), ("4.1.0", MLFLOW_3_RULES), ("2.22.5", MLFLOW_2_RULES)],
+)
+def test_the_server_version_picks_the_rules(version, rules):
+    picked = MlflowServerRules.of_mlflow(version)
+    assert picked.server == f"MLflow {version}"
+    assert (picked.model_name_path_rule, picked.model_version_tag_value_length) == (
+        rules.model_name_path_rule,
+        rules.model_version_tag_value_length,
+    )
+
+
+@pytest.mark.parametrize("version", [None, "", "unknown", "<html>"])
+def test_a_server_that_does_not_say_gets_both_majors_refusals(version):
+    assert MlflowServerRules.of_mlflow(version) == MLFLOW_UNKNOWN_RULES
+
+
+@pytest.mark.parametrize(
+    ("name", "refused_on"),
+    [
+        ("a/b", {"MLflow 3.17.2", "unknown"}),
+        ("a:b", {"MLflow 3.17.2", "unknown"}),
+        ("../x", {"MLflow 3.17.2", "unknown"}),
+        (" ", {"MLflow 3.17.2", "unknown"}),
+        ("n" * 256, {"AIDP"}),
+        ("n" * 257, {"MLflow 3.17.2", "MLflow 2.22.5", "unknown", "AIDP"}),
+        ("a\"b'c", set()),
+    ],
+)
+def test_registered_model_names_follow_the_server_in_hand(name, refused_on):
+    servers = {
+        "MLflow 3.17.2": MlflowServerRules.of_mlflow("3.17.2"),
+        "MLflow 2.22.5": MlflowServerRules.of_mlflow("2.22.5"),
+        "unknown": MLFLOW_UNKNOWN_RULES,
+        "AIDP": AIDP_RULES,
+    }
+    refused = set()
+    for label, rules in servers.items():
+        try:
+            validate_request(CreateRegisteredModelRequest, {"name": name}, context=server_context(rules))
+        except InvalidRequest as exc:
+            assert str(exc).startswith("invalid CreateRegisteredModelRequest, nothing was sent: name: ")
+            refused.add(label)
+    assert refused == refused_on
+    validate_request(CreateRegisteredModelRequest, {"name": name or "x"})  # without a server: only an empty name
+
+
+@pytest.mark.parametrize(("rules", "limit"), [(MLFLOW_2_RULES, 5000), (MLFLOW_3_RULES, 100_000), (AIDP_RULES, 8000)])
+def test_model_version_tag_values_follow_the_server_in_hand(rules, limit):
+    body = VERSION | {"tags": [{"key": "notes", "value": "n" * limit}]}
+    validate_request(CreateModelVersionRequest, body, context=server_context(rules))
+    body = VERSION | {"tags": [{"key": "notes", "value": "n" * (limit + 1)}]}
+    with pytest.raises(InvalidRequest, match=rf"tags: .*'notes' has {limit + 1} characters; .* takes at most {limit}"):
+        validate_request(CreateModelVersionRequest, body, context=server_context(rules))
 
 
 def test_a_param_given_twice_with_two_values_is_refused():

@@ -148,8 +148,8 @@ def test_the_seed_pages_placeholder_values_are_refused_field_by_field():
         ({"freeform_tags": {"k" * 101: "v"}}, "freeform_tags", "at most 100 characters"),
         ({"freeform_tags": {"k": "v" * 257}}, "freeform_tags.k", "at most 256 characters"),
         ({"freeform_tags": {f"k{i}": "v" for i in range(65)}}, "freeform_tags", "at most 64 items"),
-        ({"training_dataset": {"dataset_type": "HTTP"}}, "training_dataset", "does not match any of the expected tags"),
-        ({"training_dataset": {"dataset_id": DATASET}}, "training_dataset", "Unable to extract tag"),
+        ({"training_dataset": {"dataset_type": "HTTP"}}, "training_dataset", "datasetType is required, one of"),
+        ({"training_dataset": {"dataset_id": DATASET}}, "training_dataset", "datasetType is required, one of"),
         (
             {"testing_dataset": {"dataset_type": "OBJECT_STORAGE", "bucket_name": "b", "object_name": "o"}},
             "testing_dataset.OBJECT_STORAGE.namespace_name",
@@ -168,3 +168,13 @@ def test_required_fields_are_named():
     message = refused({})
     for field in ("compartment_id", "project_id", "model_type", "training_dataset"):
         assert f"{field}: Field required" in message
+
+
+@pytest.mark.parametrize("dataset", [{"dataset_id": DATASET}, {"datasetType": "HTTP", "datasetId": DATASET}, "bucket"])
+def test_a_training_dataset_without_a_known_dataset_type_is_refused_naming_the_field_and_its_values(dataset):
+    with pytest.raises(InvalidRequest) as refused:
+        validate_request(CreateModelDetails, valid(training_dataset=dataset))
+    assert str(refused.value) == (
+        "invalid CreateModelDetails, nothing was sent: training_dataset: datasetType is required, one of "
+        "'DATA_SCIENCE_LABELING', 'OBJECT_STORAGE' [dataset_type]"
+    )

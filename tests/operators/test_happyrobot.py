@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ def make_dag(dag_id: str, retries: int = 0, **overrides: Any):
 
 
 def comparable(model: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in model.items() if k not in {"id", "created_at"}}
+    return {k: v for k, v in model.items() if k not in {"id", "created_at", "name"}}  # names carry the task key
 
 
 def test_trains_a_model_and_waits_deferred(run_dag, sandbox, happyrobot_conn):
@@ -43,7 +44,7 @@ def test_trains_a_model_and_waits_deferred(run_dag, sandbox, happyrobot_conn):
     assert result.state == "success"
     model = result.xcom("train")
     assert model["status"] == "active"
-    assert model["name"] == "support-bot"
+    assert re.fullmatch(r"support-bot \[[0-9a-f]{16}\]", model["name"])  # the name carries the task's key
     assert len(sandbox.sandbox.state.all("happyrobot")) == 1
 
 
@@ -172,14 +173,17 @@ def test_two_dags_sharing_a_name_template_each_train_their_own(run_dag, sandbox,
     assert len(sandbox.sandbox.state.all("happyrobot")) == 2
 
 
-def model_made_outside_the_task(happyrobot_conn: dict[str, Any], monkeypatch: Any) -> dict[str, Any]:
-    """A model with the task's name, use case and source, made (and claimed) by no task instance."""
+def model_made_outside_the_task(
+    happyrobot_conn: dict[str, Any], monkeypatch: Any, name: str = "support-bot"
+) -> dict[str, Any]:
+    """A model with the task's use case and source (and name, unless given), made (and claimed) by no task
+    instance."""
     from airflow_provider_modelreg.hooks.happyrobot import HappyRobotHook
     from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
 
     monkeypatch.setenv("AIRFLOW_CONN_HR", json.dumps(happyrobot_conn))
     request = CreateModelRequest(
-        use_case_id="uc-1", name="support-bot", from_model_id=SOURCE_MODEL, train_sample_ids=["x"], test_sample_ids=[]
+        use_case_id="uc-1", name=name, from_model_id=SOURCE_MODEL, train_sample_ids=["x"], test_sample_ids=[]
     )
     return HappyRobotHook(conn_id="hr").create_model(request)
 
@@ -191,18 +195,67 @@ def test_an_unrecorded_model_from_before_the_first_try_is_never_adopted(run_dag,
     assert len(sandbox.sandbox.state.all("happyrobot")) == 2
 
 
-def test_another_tasks_model_in_its_claim_window_is_never_adopted(run_dag, sandbox, happyrobot_conn, monkeypatch):
-    """Seen on a production-shaped backfill: a concurrent task instance's model, created after this task's
-    first try began but not yet claimed, was adopted by a task that had never sent a create."""
-    import airflow_provider_modelreg.operators.happyrobot as operator_module
-
-    class EarlierClock(dt.datetime):
-        @classmethod
-        def now(cls, tz=None):  # this try "began" a minute ago: the other model is younger than it
-            return dt.datetime.now(tz) - dt.timedelta(minutes=1)
-
-    monkeypatch.setattr(operator_module, "datetime", EarlierClock)
-    concurrent = model_made_outside_the_task(happyrobot_conn, monkeypatch)  # younger than this try; unclaimed
+def test_another_task_instances_unclaimed_model_is_never_adopted(run_dag, sandbox, happyrobot_conn, monkeypatch):
+    """Seen on a production-shaped backfill: a concurrent task instance's model, not yet claimed, was adopted.
+    Its name carries that task instance's key, never this one's."""
+    concurrent = model_made_outside_the_task(happyrobot_conn, monkeypatch, name="support-bot [0123456789abcdef]")
     result = run_dag(make_dag("hr_claim_window", wait_for_completion=False), {"hr": happyrobot_conn})
     assert result.state == "success" and result.xcom("train")["id"] != concurrent["id"]
     assert len(sandbox.sandbox.state.all("happyrobot")) == 2
+
+
+# -- a worker killed right after its create (the fault campaign's SIGKILL double) -------------------------
+class WorkerKilled(BaseException):
+    """What a SIGKILL does to a try: it ends there, and nothing in the provider catches it."""
+
+
+class DiesOnSet:
+    """A task state store whose write never lands: the worker is killed while writing it."""
+
+    def set(self, name: str, value: Any) -> None:
+        raise WorkerKilled(f"worker killed while recording {name}")
+
+    def get(self, name: str) -> Any:
+        return None
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "after the create answered, before its claim",
+        "between the claim and the record",  # the claim alone once hid the model from the retry's lookup
+        "with no durable store reachable",  # what the fault campaign's bare contexts have: no record, no note
+    ],
+)
+def test_a_worker_killed_right_after_its_create_leaves_one_model(
+    run_dag, sandbox, happyrobot_conn, monkeypatch, moment
+):
+    """Try 1's create reaches HappyRobot, then its worker dies before the model is recorded; the retry must
+    find that model (the fault campaign's SIGKILL runs found two models for one task instance)."""
+    from airflow_provider_modelreg import task_state
+
+    real_remember = task_state.remember
+
+    def remember(context: Any, name: str, value: Any, **kwargs: Any) -> bool:
+        dying = name == "happyrobot" and context["ti"].try_number == 1
+        if moment == "with no durable store reachable":
+            if dying:
+                raise WorkerKilled("worker killed after the create answered")
+            return False  # what remember answers when nothing durable is reachable
+        if dying and moment == "after the create answered, before its claim":
+            raise WorkerKilled("worker killed after the create answered")
+        if dying:  # the claim (a Variable) is written, then the worker dies writing the record
+            return real_remember({**context, "task_state_store": DiesOnSet()}, name, value, **kwargs)
+        return real_remember(context, name, value, **kwargs)
+
+    monkeypatch.setattr(task_state, "remember", remember)
+    if moment == "with no durable store reachable":
+        monkeypatch.setattr(task_state, "recall", lambda context, name: None)
+    result = run_dag(
+        make_dag(f"hr_killed_{len(moment)}", retries=1, wait_for_completion=False), {"hr": happyrobot_conn}
+    )
+    assert result.state == "success"
+    assert result.try_number("train") == 2  # try 1 was killed
+    models = sandbox.sandbox.state.all("happyrobot")
+    assert len(models) == 1, f"{len(models)} models for one task instance"
+    assert result.xcom("train")["id"] == models[0]["id"]

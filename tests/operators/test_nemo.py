@@ -50,7 +50,7 @@ def test_waits_for_the_spec_sync_and_deferred_with_the_same_xcom(run_dag, sandbo
     assert (sync.state, deferred.state) == ("success", "success")
     assert trigger_runs == [{"workspace": "default", "name": "bot-deferred"}]
     sync_entity, deferred_entity = sync.xcom("register"), deferred.xcom("register")
-    assert sync_entity["spec"]["checkpoint_model_name"] == "support-bot-ckpt"
+    assert sync_entity["spec"]["checkpoint_model_name"] == "LlamaForCausalLM"  # from the fileset's config.json
     assert stable(sync_entity) == stable(deferred_entity)
     assert (sync_entity["name"], deferred_entity["name"]) == ("bot-sync", "bot-deferred")
     # trust_remote_code was not set, so it went out false
@@ -92,7 +92,7 @@ def test_a_failed_spec_analysis_job_fails_the_wait_at_once_with_its_message(
     result = run_dag(dag, {CONN: nemo_conn})
     assert result.state == "failed" and result.try_number("register") == 1
     out = capfd.readouterr().out
-    assert "name=doomed-model ended SPEC_ANALYSIS_ERROR: spec-analysis job job-" in out
+    assert "name=doomed-model ended SPEC_ANALYSIS_ERROR: spec-analysis job models-system-" in out
     assert "ended error: bad checkpoint" in out
 
 
@@ -293,3 +293,13 @@ def test_the_example_dag_registers_a_model_and_waits_deferred(run_dag, sandbox, 
     assert entity["spec"] is not None and entity["finetuning_type"] == "all_weights"
     body = nemo_sent("POST")[0]["body"]
     assert body["trust_remote_code"] is False and body["fileset"] == "default/support-bot-sft-checkpoint"
+
+
+def test_a_project_that_does_not_exist_fails_at_once_with_the_platforms_message(run_dag, sandbox, nemo_conn, capfd):
+    """The platform refuses a model naming a project its workspace does not have (nemo-platform 0.6.0: 422):
+    no retry, nothing created; the message says to create the project."""
+    result = run_dag(make_dag("nemo_ghost_project", name="ghostly", project="ghost", retries=2), {CONN: nemo_conn})
+    assert result.state == "failed" and result.try_number("register") == 1
+    out = capfd.readouterr().out
+    assert "Project 'ghost' does not exist in workspace 'default'. Please create the project first." in out
+    assert sandbox.sandbox.state.get("nemo", "default/ghostly") is None

@@ -12,8 +12,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from fixtures.mlflow import NEWEST_MLFLOW, PLATFORM_ID, WORKSPACE_KEY, MlflowServers, mlflow_binary
+from fixtures.mlflow import NEWEST_MLFLOW, PLATFORM_ID, WORKSPACE_KEY, MlflowServer, MlflowServers, mlflow_binary
 
 pytestmark = pytest.mark.integration
 
@@ -130,4 +131,23 @@ def test_the_ai_data_platform_flavour_answers_the_same_session_when_signed(
     )
     assert not differences, "\n".join(differences)
     assert sandbox.sandbox.state.counters.get("oci.rejected_signatures", 0) == 0
-    assert len(sandbox.sandbox.state.all("mlflow.runs")) == 3  # the signed session reached the AIDP prefixes
+    assert len(sandbox.sandbox.state.all("mlflow.runs")) == 4  # the signed session reached the AIDP prefixes
+
+
+RUN_NAME_FORM = re.compile(r"[a-z]+-[a-z]+-\d{1,4}")
+
+
+def unnamed_run_name(base_url: str) -> str:
+    api = f"{base_url}/api/2.0/mlflow"
+    experiment = httpx.post(f"{api}/experiments/create", json={"name": f"unnamed-{uuid.uuid4().hex[:8]}"}).json()
+    run = httpx.post(f"{api}/runs/create", json={"experiment_id": experiment["experiment_id"], "start_time": 1})
+    return run.json()["run"]["info"]["run_name"]
+
+
+@pytest.mark.mlflow_server
+def test_an_unnamed_run_is_named_in_mlflows_form_on_every_server_and_the_sandbox(mlflow_server: MlflowServer, sandbox):
+    """MLflow 2.x and 3.x name a run made without a name "<adjective>-<noun>-<0..1000>" (at most 20
+    characters); so does the sandbox, from its own word lists."""
+    for name in (unnamed_run_name(mlflow_server.url), unnamed_run_name(sandbox.url)):
+        assert RUN_NAME_FORM.fullmatch(name) and len(name) <= 20, name
+        assert 0 <= int(name.rsplit("-", 1)[1]) <= 1000

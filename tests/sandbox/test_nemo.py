@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from fixtures.nemo import prepare_nemo_platform
 
-from airflow_provider_modelreg.sandbox.nemo import add_fileset
+from airflow_provider_modelreg.sandbox.nemo import TINY_LLAMA_CONFIG, _derived_spec
 from airflow_provider_modelreg.sandbox.state import OutcomeRule
 
 pytestmark = pytest.mark.integration
@@ -20,8 +21,7 @@ JOBS = "/apis/jobs/v2/workspaces/{ws}/jobs"
 
 @pytest.fixture
 def api(sandbox):
-    for fileset in ("ws/ckpt", "ws/late-ckpt"):
-        add_fileset(sandbox.sandbox.state, fileset)
+    prepare_nemo_platform(sandbox.sandbox.state)
     with httpx.Client(base_url=sandbox.url) as client:
         yield client
 
@@ -54,7 +54,8 @@ def test_spec_is_filled_after_the_configured_seconds_only_with_a_fileset(api, sa
 
     state.lifecycle_seconds["nemo"] = 0
     spec = api.get(path(name="slow")).json()["spec"]
-    assert spec["checkpoint_model_name"] == "ckpt" and spec["family"] == "llama"
+    # Derived from the fileset's config.json, as NVIDIA's task does: the architecture, not the fileset's name.
+    assert (spec["checkpoint_model_name"], spec["family"], spec["num_layers"]) == ("LlamaForCausalLM", "llama", 2)
     api.post(path(), json={"name": "no-fileset"})
     assert api.get(path(name="no-fileset")).json()["spec"] is None
 
@@ -68,7 +69,7 @@ def test_patching_a_fileset_starts_the_spec_analysis(api, sandbox):
     api.post(path(), json={"name": "mx"})
     patched = api.patch(path(name="mx"), json={"fileset": "ws/late-ckpt", "description": "now with weights"})
     assert patched.status_code == 200
-    assert patched.json()["spec"]["checkpoint_model_name"] == "late-ckpt"
+    assert patched.json()["spec"]["num_layers"] == 3  # late-ckpt's config has one more layer
     assert patched.json()["description"] == "now with weights"
 
 
@@ -80,16 +81,16 @@ def test_after_a_patch_the_old_spec_stays_until_the_new_job_ends(api, sandbox):
     state = sandbox.sandbox.state
     state.lifecycle_seconds["nemo"] = 0
     api.post(path(), json={"name": "mx", "fileset": "ws/ckpt"})
-    assert api.get(path(name="mx")).json()["spec"]["checkpoint_model_name"] == "ckpt"
+    assert api.get(path(name="mx")).json()["spec"]["num_layers"] == 2
 
     state.lifecycle_seconds["nemo"] = 3600  # the new analysis runs ...
     patched = api.patch(path(name="mx"), json={"fileset": "ws/late-ckpt"}).json()
     assert patched["fileset"] == "ws/late-ckpt"
-    assert patched["spec"]["checkpoint_model_name"] == "ckpt"  # ... and the old spec is what the entity shows
+    assert patched["spec"]["num_layers"] == 2  # ... and the old spec is what the entity shows
     assert [j["status"] for j in spec_jobs(api)] == ["active", "completed"]
 
     state.lifecycle_seconds["nemo"] = 0  # ... until it ends
-    assert api.get(path(name="mx")).json()["spec"]["checkpoint_model_name"] == "late-ckpt"
+    assert api.get(path(name="mx")).json()["spec"]["num_layers"] == 3
 
 
 def test_a_patch_starts_a_job_only_for_a_new_fileset_or_an_empty_spec(api, sandbox):
@@ -117,6 +118,7 @@ def test_a_fileset_that_does_not_exist_is_the_servers_400_on_create_and_patch(ap
         400,
         {"detail": "Fileset 'ws/nowhere' not found in workspace 'ws'"},
     )
+    assert api.post("/apis/entities/v2/workspaces", json={"name": "team"}).status_code == 201
     bare = api.post(path("team"), json={"name": "mx", "fileset": "ckpt"})  # a bare name is in the model's workspace
     assert bare.json() == {"detail": "Fileset 'ckpt' not found in workspace 'team'"}
     assert "nemo" not in sandbox.sandbox.state.resources
@@ -253,7 +255,8 @@ def test_list_filters_are_the_documented_ones(api, sandbox):
         return [m["name"] for m in api.get(path(), params=params).json()["data"]]
 
     assert names(fileset="true") == ["with-ckpt"] and names(fileset="false") == ["bare"]
-    assert names(fileset="ws/ckpt") == names(fileset="ckpt") == ["with-ckpt"]
+    # The reference as stored (NVIDIA's server compares the text: a bare name does not match "ws/name").
+    assert names(fileset="ws/ckpt") == ["with-ckpt"] and names(fileset="ckpt") == []
     assert names(base_model="meta/llama") == ["with-ckpt"] and names(description="no checkpoint") == ["bare"]
     unknown = api.get(path(), params={"filter[colour]": "red"})
     assert unknown.status_code == 400
@@ -262,7 +265,7 @@ def test_list_filters_are_the_documented_ones(api, sandbox):
 
 def test_answers_null_minimum_gpus_and_a_list_leaves_nulls_out(api, sandbox):
     sandbox.sandbox.state.lifecycle_seconds["nemo"] = 0
-    spec = {"minimum_gpus_lora": 2, "minimum_gpus_all_weights": 8, "family": "llama"}
+    spec = _derived_spec(TINY_LLAMA_CONFIG) | {"minimum_gpus_lora": 2, "minimum_gpus_all_weights": 8}
     api.post(path(), json={"name": "mx", "fileset": "ws/ckpt", "spec": spec, "custom_fields": {"k": None}})
     got = api.get(path(name="mx")).json()
     assert (got["spec"]["minimum_gpus_all_weights"], got["spec"]["minimum_gpus_lora"]) == (None, None)

@@ -68,15 +68,16 @@ def test_create_get_and_the_spec_filled_by_the_analysis_job(sdk_session):
     assert created["model_providers"] == ["default/nim"] and created["trust_remote_code"] is False
     assert sdk_session["retrieve"]["raw"] == created
     filled = sdk_session["retrieve with spec"]["raw"]["spec"]
-    assert filled["checkpoint_model_name"] == "ckpt" and sdk_session["spec filled"]["checkpoint"] == "ckpt"
+    # From the fileset's config.json, as NVIDIA's task derives it: the architecture's class, the shape.
+    assert filled["checkpoint_model_name"] == "LlamaForCausalLM" and sdk_session["spec filled"]["layers"] == 2
     assert (filled["minimum_gpus_all_weights"], filled["minimum_gpus_lora"]) == (None, None)
 
 
 def test_a_patch_keeps_the_old_spec_until_the_new_job_ends(sdk_session):
     patched = sdk_session["update"]["raw"]
     assert (patched["description"], patched["fileset"]) == ("v2", "sdk/ckpt-v2")
-    assert sdk_session["update returned"]["checkpoint"] == "ckpt"  # the old spec, while the new job runs
-    assert sdk_session["spec after the new job"]["checkpoint"] == "ckpt-v2"
+    assert sdk_session["update returned"]["layers"] == 2  # the old spec, while the new job runs
+    assert sdk_session["spec after the new job"]["layers"] == 3
     jobs = sdk_session["jobs judged"]["jobs"]
     assert jobs == [["Model Spec Analyzer for model sdk/sdk-bot", "completed"]] * 2  # one job per fileset
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
+from typing import Any
 
 import pytest
 
@@ -122,24 +122,35 @@ def test_run_sensor_succeeds_on_finished_and_fails_on_failed_or_killed(
         assert f"MLflow run run_id={run_id} ended {status}" in capfd.readouterr().out
 
 
-def test_run_sensor_defers_until_something_else_closes_the_run(run_dag, mlflow_target, lifecycle_triggers):
+def test_run_sensor_defers_until_something_else_closes_the_run(run_dag, mlflow_target, lifecycle_triggers, monkeypatch):
     """A RUNNING run is waited for in the triggerer; an upstream task starts a closer that finishes it."""
     from airflow.sdk import DAG, task
 
+    from airflow_provider_modelreg.spec import Waiter
+
     run_id = make_run(mlflow_target, "RUNNING")
     hook = mlflow_target.hook()
+    # The trigger has read the run RUNNING: an evaluation of it once the sensor has deferred.
+    polled_running = threading.Event()
+    evaluate = Waiter.evaluate
+
+    def spy(self: Waiter, data: Any) -> Any:
+        obs = evaluate(self, data)
+        if lifecycle_triggers and obs.state == "RUNNING":
+            polled_running.set()
+        return obs
+
+    monkeypatch.setattr(Waiter, "evaluate", spy)
 
     with DAG("mlflow_run_sensor_open", schedule=None, start_date=dt.datetime(2024, 1, 1), catchup=False) as dag:
 
         @task
         def start_closer() -> None:
-            # Another system finishing the run once the sensor has deferred (a thread: dag.test runs tasks in
-            # this process); waiting for the deferral, not a fixed delay, keeps this independent of load.
+            # Another system finishing the run once the deferred sensor's trigger has seen it RUNNING (a thread:
+            # dag.test runs tasks in this process); waiting for that, not a fixed delay, keeps this independent
+            # of load.
             def close_after_deferral() -> None:
-                deadline = time.monotonic() + 60
-                while not lifecycle_triggers and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                time.sleep(0.5)
+                polled_running.wait(timeout=60)
                 hook.set_run_status(run_id, "FINISHED")
 
             threading.Thread(target=close_after_deferral, daemon=True).start()
@@ -152,3 +163,4 @@ def test_run_sensor_defers_until_something_else_closes_the_run(run_dag, mlflow_t
     assert result.state == "success"
     assert result.xcom("wait")["info"]["status"] == "FINISHED"
     assert lifecycle_triggers and lifecycle_triggers[0]["ref"]["run_id"] == run_id
+    assert polled_running.is_set()

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from airflow_provider_modelreg.hooks.nemo import MODEL_SPEC_LIFECYCLE
+from airflow_provider_modelreg.http import ApiRequest
 from airflow_provider_modelreg.lifecycle import LifecycleTrigger
 from airflow_provider_modelreg.models.nemo import CreateModelEntity
 from airflow_provider_modelreg.sandbox.state import OutcomeRule
@@ -54,7 +55,9 @@ def test_waits_for_the_spec_sync_and_deferred_with_the_same_xcom(run_dag, nemo_h
     ender.join(timeout=5)
 
     assert (sync.state, deferred.state) == ("success", "success")
-    assert trigger_runs == [{"workspace": "team-a", "name": "deferred-bot"}]
+    # The triggerer waited for the entity's running spec-analysis job (the entity answers no spec meanwhile).
+    assert [sorted(ref) for ref in trigger_runs] == [["job", "name", "workspace"]]
+    assert trigger_runs[0]["job"].startswith("models-system-")
     sync_entity, deferred_entity = sync.xcom("wait_for_spec"), deferred.xcom("wait_for_spec")
     assert sync_entity["spec"] is not None and sync_entity["spec"] == deferred_entity["spec"]
     assert (sync_entity["name"], deferred_entity["name"]) == ("sync-bot", "deferred-bot")
@@ -145,4 +148,43 @@ def test_a_failed_spec_analysis_job_fails_the_sensor_at_once(run_dag, nemo_hook,
         )
     result = run_dag(dag, {CONN: nemo_conn})
     assert result.state == "failed" and result.try_number("wait") == 1
-    assert "spec-analysis job job-" in capfd.readouterr().out
+    out = capfd.readouterr().out
+    assert "name=doomed-entity" in out and "models-system-" in out and "ended error: bad checkpoint" in out
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferred"])
+def test_after_a_patch_to_a_new_fileset_it_returns_that_filesets_spec(
+    run_dag, nemo_hook, nemo_conn, sandbox, trigger_runs, deferrable
+):
+    """Issue 29: the platform answers the old fileset's spec until the new spec job ends; the sensor waits for
+    the spec of the fileset the entity names (ws/late-ckpt's config has 3 layers, ws/ckpt's 2)."""
+    state = sandbox.sandbox.state
+    state.lifecycle_seconds["nemo"] = 0
+    name = f"moved-{deferrable}".lower()
+    nemo_hook.create_model("ws", CreateModelEntity(name=name, fileset="ws/ckpt"))
+    assert nemo_hook.get_model("ws", name)["spec"]["num_layers"] == 2
+    state.lifecycle_seconds["nemo"] = 3600  # the new analysis runs until the sensor has looked at least once
+    nemo_hook.client.request(
+        ApiRequest("PATCH", f"/apis/models/v2/workspaces/ws/models/{name}", json={"fileset": "ws/late-ckpt"})
+    )
+    assert nemo_hook.get_model("ws", name)["spec"]["num_layers"] == 2  # the old spec, meanwhile
+
+    listed = state.counters.get("nemo.job_lists", 0)
+
+    def end_the_analysis_once_looked_at() -> None:
+        # Deferred: once the triggerer waits; sync: once a poke has seen the job running.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if trigger_runs if deferrable else state.counters.get("nemo.job_lists", 0) > listed:
+                break
+            time.sleep(0.05)
+        state.lifecycle_seconds["nemo"] = 0
+
+    ender = threading.Thread(target=end_the_analysis_once_looked_at, daemon=True)
+    ender.start()
+    result = run_dag(
+        make_dag(f"nemo_sensor_moved_{deferrable}", name=name, workspace="ws", deferrable=deferrable), {CONN: nemo_conn}
+    )
+    ender.join(timeout=5)
+    assert result.state == "success"
+    assert result.xcom("wait_for_spec")["spec"]["num_layers"] == 3

@@ -11,6 +11,7 @@ Platform flavour), through ``signing_shim``. Used by tests/sandbox/test_mlflow_d
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,19 @@ def main(argv: list[str]) -> None:
                 step,
             )
         call(f"set_tag {i}", client.set_tag, rid, "stage", "train" if i < 2 else "eval")
+    # A run made without a name gets one from the server, "<adjective>-<noun>-<number>": its form is
+    # compared (the words are drawn at random), in an experiment of its own so the searches below stay as
+    # they are.
+    unnamed_experiment = call("create_experiment unnamed", client.create_experiment, f"{prefix}-unnamed")
+    unnamed = call("create_run unnamed", client.create_run, unnamed_experiment, start_time=1_700_000_000_000)
+    if unnamed is not None:
+        given = unnamed.info.run_name
+        form = "<adjective>-<noun>-<number>" if re.fullmatch(r"[a-z]+-[a-z]+-\d{1,4}", given) else given
+        log[-1]["answer"]["info"]["run_name"] = form
+        log[-1]["answer"]["data"]["tags"] = {
+            k: form if v == given else v for k, v in log[-1]["answer"]["data"]["tags"].items()
+        }
+        log.append({"call": "unnamed run name at most 20 characters", "answer": len(given) <= 20})
     first = runs[0]
     call("log_param same value", client.log_param, first, "lr", "0.1")
     call("log_param changed value", client.log_param, first, "lr", "0.9")

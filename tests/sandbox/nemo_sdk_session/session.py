@@ -26,6 +26,18 @@ from nemo_platform.types.models.model_entity import ModelEntity
 from pydantic import BaseModel, ValidationError
 
 WORKSPACE = "sdk"
+# A tiny Llama checkpoint's config.json (the spec analysis derives the spec from it).
+CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "dtype": "float32",
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 2,
+    "num_key_value_heads": 2,
+    "vocab_size": 256,
+}
 
 
 def _normal(value: Any) -> Any:
@@ -162,8 +174,15 @@ def main(base_url: str, out: str) -> None:
     # dependencies (fsspec, jsonschema, ...), not installed here.
     filesets = FilesetsResource(client)
 
-    for name in ("ckpt", "ckpt-v2"):
+    # A workspace and a project are made first (the platform has only "default" and "system"); each fileset gets
+    # a checkpoint's config.json (ckpt-v2 one layer deeper), which the spec analysis reads.
+    raw = httpx.Client(base_url=base_url, timeout=30)
+    raw.post("/apis/entities/v2/workspaces", json={"name": ws}).raise_for_status()
+    raw.post(f"/apis/entities/v2/workspaces/{ws}/projects", json={"name": "support"}).raise_for_status()
+    for name, layers in (("ckpt", 2), ("ckpt-v2", 3)):
         rec.answer(f"fileset create {name}", Fileset, lambda n=name: filesets.create(name=n, purpose="model"))
+        config = CONFIG | {"num_hidden_layers": layers}
+        raw.put(f"/apis/files/v2/workspaces/{ws}/filesets/{name}/-/config.json", json=config).raise_for_status()
     rec.answer("fileset retrieve", Fileset, lambda: filesets.retrieve("ckpt", workspace=ws))
 
     created = rec.answer(
@@ -190,21 +209,25 @@ def main(base_url: str, out: str) -> None:
     rec.answer("retrieve", ModelEntity, lambda: client.models.retrieve("sdk-bot", workspace=ws))
     filled = wait_for(lambda: client.models.retrieve("sdk-bot", workspace=ws), lambda e: e.spec is not None)
     rec.answer("retrieve with spec", ModelEntity, lambda: client.models.retrieve("sdk-bot", workspace=ws))
-    rec.records.append({"step": "spec filled", "checkpoint": filled.spec and filled.spec.checkpoint_model_name})
+    rec.records.append(
+        {
+            "step": "spec filled",
+            "checkpoint": filled.spec and filled.spec.checkpoint_model_name,
+            "layers": filled.spec and filled.spec.num_layers,
+        }
+    )
 
     patched = rec.answer(
         "update",
         ModelEntity,
         lambda: client.models.update("sdk-bot", workspace=ws, description="v2", fileset=f"{ws}/ckpt-v2"),
     )
-    rec.records.append({"step": "update returned", "checkpoint": patched.spec and patched.spec.checkpoint_model_name})
+    rec.records.append({"step": "update returned", "layers": patched.spec and patched.spec.num_layers})
     later = wait_for(
         lambda: client.models.retrieve("sdk-bot", workspace=ws),
-        lambda e: e.spec is not None and e.spec.checkpoint_model_name == "ckpt-v2",
+        lambda e: e.spec is not None and e.spec.num_layers == 3,
     )
-    rec.records.append(
-        {"step": "spec after the new job", "checkpoint": later.spec and later.spec.checkpoint_model_name}
-    )
+    rec.records.append({"step": "spec after the new job", "layers": later.spec and later.spec.num_layers})
 
     for i in range(4):
         rec.answer(f"create page-{i}", ModelEntity, lambda i=i: client.models.create(workspace=ws, name=f"page-{i}"))
