@@ -77,8 +77,15 @@ def stop_mid_wait(trigger: LifecycleTrigger, reads: int = 2) -> None:
 def rebuild_as_triggerer(trigger: LifecycleTrigger) -> LifecycleTrigger:
     """What a triggerer does with a stored trigger: encrypted kwargs in the row, decrypted, decoded, rebuilt."""
     from airflow.models.trigger import Trigger
-    from airflow.sdk.module_loading import import_string
-    from airflow.serialization.decoders import smart_decode_trigger_kwargs
+
+    try:
+        from airflow.sdk.module_loading import import_string
+        from airflow.serialization.decoders import smart_decode_trigger_kwargs
+    except ImportError:  # Airflow 3.0 and 3.1: _decrypt_kwargs already decodes them
+        from airflow.utils.module_loading import import_string
+
+        def smart_decode_trigger_kwargs(value: Any) -> Any:
+            return value
 
     row = Trigger.from_object(trigger)
     kwargs = {k: smart_decode_trigger_kwargs(v) for k, v in Trigger._decrypt_kwargs(row.encrypted_kwargs).items()}
