@@ -18,6 +18,7 @@ from airflow_provider_modelreg.lifecycle import (
 )
 from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
 from airflow_provider_modelreg.sandbox.state import OutcomeRule
+from airflow_provider_modelreg.version_compat import AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3_3_PLUS
 
 
 def is_primitive(value: Any) -> bool:
@@ -367,6 +368,10 @@ def _trigger_of(sensor: Any) -> LifecycleTrigger:
 
 
 @pytest.mark.integration
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_1_PLUS,
+    reason="Airflow 3.0's dag.test() prints each task log line twice (its stdout handler and stderr): counts of log lines do not hold",
+)
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "sync"])
 def test_waits_of_two_services_on_one_host_and_key_each_log_their_service_and_keep_their_retries(
     sandbox, monkeypatch, oci_conn_fields, caplog, capfd, deferrable
@@ -453,6 +458,9 @@ TRIGGERER_TURN = 0.2
 
 
 @pytest.mark.integration
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_3_PLUS, reason="a trigger's on_kill and the triggerer's repeated cancels: Airflow 3.3"
+)
 def test_a_trigger_marked_failed_cancels_its_training_though_the_triggerer_repeats_the_cancel_meanwhile(
     sandbox, oci_vision_hook, monkeypatch, caplog, capfd
 ):
