@@ -156,3 +156,11 @@ def sandbox(sandbox_server: Any) -> Iterator[Any]:
 @pytest.fixture
 def happyrobot_conn(sandbox: Any) -> dict[str, Any]:
     return {"conn_type": "happyrobot", "host": f"{sandbox.url}/api/v1", "password": HAPPYROBOT_KEY}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # NVIDIA's real NeMo server is about 350 MB and 15-25 s to start: its tests share one xdist worker (with
+    # `--dist loadgroup`, as ./dev test runs) so one server serves them all instead of one per worker.
+    for item in items:
+        if item.get_closest_marker("nemo_server") is not None:
+            item.add_marker(pytest.mark.xdist_group("nemo_server"))
