@@ -255,7 +255,7 @@ def state_read_budget() -> float:
     The triggerer's first such question builds Airflow's in-process Execution API in its supervisor, which
     takes tens of seconds on a loaded machine; a deployment that sees "did not say within" in its trigger
     logs raises ``on_kill_timeout``."""
-    from airflow.sdk import conf
+    from airflow_provider_modelreg.version_compat import conf
 
     return max(1.0, conf.getfloat("triggerer", "on_kill_timeout", fallback=30.0) - CANCEL_BUDGET - 2.0)
 

@@ -359,7 +359,7 @@ def raise_for_event(event: Mapping[str, Any] | None, *, timeout_error: type[Exce
     A terminal failure state fails the task at once (no retry would change it); a timeout raises
     ``timeout_error``; a service error raises a retryable AirflowException.
     """
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+    from airflow_provider_modelreg.version_compat import AirflowException, AirflowFailException
 
     status = (event or {}).get("status")
     message = str((event or {}).get("message") or f"unexpected trigger event: {event!r}")

@@ -169,15 +169,12 @@ def run_dag_test(dag: Any) -> Any:
     built in a test needs; the DB is prepared first (``prepare_metadata_db``). A failed task does not
     raise: assert the run's ``state``.
     """
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow_provider_modelreg.version_compat import quiet_dag_test_debug_logs, write_dag_to_db
 
     prepare_metadata_db()
     reuse_in_process_execution_api()
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
+    quiet_dag_test_debug_logs()
+    write_dag_to_db(dag)
     return dag.test()
 
 

@@ -107,7 +107,9 @@ class MlflowRegistryEventTrigger(BaseEventTrigger):
 
     # -- the watermark: the asset's state store on Airflow 3.3, memory on 3.2 ----------------------------
     def _stores(self) -> list[Any]:
-        store = getattr(self, "asset_state_store", None)
+        from airflow_provider_modelreg.version_compat import asset_state_store
+
+        store = asset_state_store(self)  # None before Airflow 3.3 (said once)
         if store is None:
             return []
         # One trigger can back several assets (identical watchers are one trigger): keep it on each.
@@ -128,9 +130,9 @@ class MlflowRegistryEventTrigger(BaseEventTrigger):
 
     # -- reading the registry -------------------------------------------------------------------------------
     async def _client(self) -> tuple[ServiceClient, str]:
-        from airflow.sdk import BaseHook
+        from airflow_provider_modelreg.version_compat import aget_connection
 
-        conn = await BaseHook.aget_connection(self.conn_id)
+        conn = await aget_connection(self.conn_id)
         client = await asyncio.to_thread(MlflowHook.async_client_from_connection, conn)
         return client, MlflowHook.api_prefixes(conn)[1]
 

@@ -1,6 +1,6 @@
 """The durable record of what a task instance created, kept across its tries.
 
-Three functions, the whole public surface (other modules call exactly these):
+Four functions, the whole public surface (other modules call exactly these):
 
 ``remember(context, name, value, *, claim=value) -> bool``
     Record ``value`` (a JSON value, usually a resource id or a dict of ids) under ``name`` for the
@@ -11,6 +11,9 @@ Three functions, the whole public surface (other modules call exactly these):
     (and logs a warning) when no durable store is reachable, so callers degrade to their lookups.
 ``recall(context, name) -> JsonValue | None``
     What an earlier try of the same task instance remembered under ``name``, or None.
+``claim(context, service, resource_id) -> bool``
+    Claim without recording (a create operator with ``durable=False``: no retry reconnects, yet no
+    other task instance's lookup adopts the resource).
 ``is_claimed(service, resource_id) -> bool``
     Whether any task instance (of any DAG or run) remembered ``resource_id`` under ``service``. A
     fallback lookup that finds a resource by its attributes adopts it only when it is not claimed.
@@ -25,7 +28,7 @@ Where it is kept:
 - Airflow 3.3+: ``context["task_state_store"]`` (AIP-103). Its scope is (dag_id, run_id, task_id,
   map_index), so every try of one task instance reads what an earlier try wrote; a cleared and re-run
   task instance reads it too, as Airflow intends.
-- Airflow 3.2: an Airflow Variable keyed by the task instance's idempotency key (the same key services
+- Airflow 3.0 to 3.2: an Airflow Variable keyed by the task instance's idempotency key (the same key services
   get as their idempotency token), written through ``airflow.sdk``.
 - Claims, on both: one Airflow Variable per resource, ``modelreg.claim.<service>.<digest of the id>``,
   holding the claiming task instance's identity. Variables outlive ``[state_store] clear_on_success``,
@@ -79,7 +82,9 @@ def _owner(context: Mapping[str, Any]) -> str:
 
 
 def _store(context: Mapping[str, Any]) -> Any:
-    return context.get("task_state_store")
+    from airflow_provider_modelreg.version_compat import task_state_store
+
+    return task_state_store(context)  # None before Airflow 3.3 (said once): Variables instead
 
 
 def _variable() -> Any:
@@ -107,6 +112,16 @@ def remember(context: Mapping[str, Any], name: str, value: Any, *, claim: Any = 
             _variable().set(_ti_key(context, name), json.dumps(value))
     except Exception as exc:  # no supervisor (a bare execute()), API server down: degrade to lookups
         log.warning("Could not record %s for crash recovery (%s); a retry will look it up instead", name, exc)
+        return False
+    return True
+
+
+def claim(context: Mapping[str, Any], service: str, resource_id: Any) -> bool:
+    """Claim ``resource_id`` under ``service`` for this task instance without recording it for retries."""
+    try:
+        _variable().set(_claim_key(service, resource_id), _owner(context))
+    except Exception as exc:
+        log.warning("Could not claim %s %s (%s)", service, resource_id, exc)
         return False
     return True
 

@@ -266,10 +266,10 @@ def run_try(
     cycle: Cycle, try_number: int, run_id: str, run_after: datetime, kill_on: Callable[[Any], bool] | None
 ) -> Any:
     """One try of the task instance: execute, and when it defers, the trigger and execute_complete."""
-    from airflow.sdk.exceptions import TaskDeferred
     from airflow.sdk.module_loading import import_string
 
     from airflow_provider_modelreg.http import ServiceError
+    from airflow_provider_modelreg.version_compat import TaskDeferred
 
     operator = build_operator(cycle.kind, cycle.index, cycle.deferrable)
     context = make_context(cycle.kind, cycle.index, try_number, run_id, run_after)
@@ -308,7 +308,7 @@ def run_task_instance(
     first_try: int = 1,
     identity_exists: Callable[[Cycle], bool] | None = None,
 ) -> Cycle:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_provider_modelreg.version_compat import AirflowFailException
 
     pattern = re.compile(CREATE_CALLS[cycle.kind])
     for try_number in range(first_try, max_tries + 1):

@@ -131,7 +131,7 @@ def connections(sandbox: str, mlflow: str | None, private_pem: str) -> dict[str,
 
 def discover_dags(env: dict[str, str]) -> list[str]:
     code = (
-        "import json, sys; from airflow.dag_processing.dagbag import DagBag; "
+        "import json, sys; from airflow_provider_modelreg.version_compat import dag_bag as DagBag; "
         "bag = DagBag(sys.argv[1]); "
         "print(json.dumps({'dags': sorted(bag.dag_ids), 'errors': {k: str(v) for k, v in bag.import_errors.items()}}))"
     )

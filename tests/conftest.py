@@ -108,11 +108,17 @@ class DagRunResult:
 
     def extra_links(self, task_id: str) -> dict[str, str | None]:
         """The task's extra links as Airflow's REST API renders them for the UI (null: no button)."""
-        from airflow.models.dagbag import DBDagBag
         from airflow.utils.session import create_session
 
         with create_session() as session:
-            task = DBDagBag().get_latest_version_of_dag(self.dag_id, session=session).get_task(task_id)
+            try:
+                from airflow.models.dagbag import DBDagBag
+            except ImportError:  # Airflow 3.0
+                from airflow.models.serialized_dag import SerializedDagModel
+
+                task = SerializedDagModel.get_dag(self.dag_id, session=session).get_task(task_id)
+            else:
+                task = DBDagBag().get_latest_version_of_dag(self.dag_id, session=session).get_task(task_id)
             ti = next(t for t in self.dag_run.get_task_instances(session=session) if t.task_id == task_id)
             return {name: task.get_extra_links(ti, name) or None for name in task.extra_links}
 

@@ -67,14 +67,10 @@ def build_dag():  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow_provider_modelreg.version_compat import write_dag_to_db
 
     dag = build_dag()
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
+    write_dag_to_db(dag)
     run = dag.test()
     print("TASK STATES", {ti.task_id: str(ti.state) for ti in run.get_task_instances()}, flush=True)
     print("DAG RUN STATE", run.state, flush=True)

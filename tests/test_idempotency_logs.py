@@ -10,6 +10,7 @@ import pytest
 
 from airflow_provider_modelreg.idempotency import REUSED
 from airflow_provider_modelreg.operators.mlflow import MlflowCreateRunOperator
+from airflow_provider_modelreg.version_compat import AIRFLOW_V_3_1_PLUS
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +53,10 @@ def test_a_first_try_logging_to_an_existing_experiment_logs_no_reuse(run_dag, ai
     assert REUSED not in log
 
 
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_1_PLUS,
+    reason="Airflow 3.0's dag.test() prints each task log line twice (its stdout handler and stderr): counts of log lines do not hold",
+)
 def test_a_retry_that_finds_its_earlier_tries_run_logs_the_reuse(run_dag, aidp_target, capfd):
     experiment = aidp_target.unique("retried-exp")
     capfd.readouterr()

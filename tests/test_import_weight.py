@@ -32,10 +32,15 @@ def dag_facing_modules() -> list[str]:
 def test_dag_facing_modules_import_nothing_heavy() -> None:
     modules = dag_facing_modules()
     assert len(modules) >= 14, modules  # every operator, sensor, hook and link module the provider declares
+    # airflow.sdk first, as in a DAG file: what it loads is Airflow's (3.0's loads FastAPI and its ORM), not ours.
     run = subprocess.run(
-        [sys.executable, "-c", _NEW_MODULES_PER_IMPORT, *modules], capture_output=True, text=True, check=True
+        [sys.executable, "-c", _NEW_MODULES_PER_IMPORT, "airflow.sdk", *modules],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     added: dict[str, list[str]] = json.loads(run.stdout)
+    added.pop("airflow.sdk")
     heavy = {
         module: found
         for module, new in added.items()

@@ -18,6 +18,7 @@ from airflow_provider_modelreg.lifecycle import (
 )
 from airflow_provider_modelreg.models.happyrobot import CreateModelRequest
 from airflow_provider_modelreg.sandbox.state import OutcomeRule
+from airflow_provider_modelreg.version_compat import AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3_3_PLUS
 
 
 def is_primitive(value: Any) -> bool:
@@ -254,7 +255,7 @@ def test_waits_of_one_connection_share_one_client_and_starting_together_fetch_th
 COLD_TRIGGERER = r"""
 import asyncio, json, ssl, sys, threading, time
 import airflow.sdk
-from airflow.sdk import BaseHook
+from airflow_provider_modelreg.version_compat import aget_connection
 from airflow_provider_modelreg.lifecycle import LifecycleTrigger
 from airflow_provider_modelreg.spec import resolve_spec
 
@@ -283,7 +284,7 @@ async def wait(spec, conn_id, ref):
 async def main():
     global loop_thread
     for conn_id in {conn_id for _spec, conn_id, _ref in waits}:
-        await BaseHook.aget_connection(conn_id)  # Airflow's own first fetch loads its modules
+        await aget_connection(conn_id)  # Airflow's own first fetch loads its modules
     loop_thread = threading.current_thread()
     statuses = await asyncio.gather(*(wait(*w) for w in waits))
     loop_thread = None
@@ -359,7 +360,7 @@ def _model_version_sensor(conn_id: str, name: str, version: str, deferrable: boo
 
 
 def _trigger_of(sensor: Any) -> LifecycleTrigger:
-    from airflow.sdk.exceptions import TaskDeferred
+    from airflow_provider_modelreg.version_compat import TaskDeferred
 
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({})
@@ -367,6 +368,10 @@ def _trigger_of(sensor: Any) -> LifecycleTrigger:
 
 
 @pytest.mark.integration
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_1_PLUS,
+    reason="Airflow 3.0's dag.test() prints each task log line twice (its stdout handler and stderr): counts of log lines do not hold",
+)
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "sync"])
 def test_waits_of_two_services_on_one_host_and_key_each_log_their_service_and_keep_their_retries(
     sandbox, monkeypatch, oci_conn_fields, caplog, capfd, deferrable
@@ -453,6 +458,9 @@ TRIGGERER_TURN = 0.2
 
 
 @pytest.mark.integration
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_3_PLUS, reason="a trigger's on_kill and the triggerer's repeated cancels: Airflow 3.3"
+)
 def test_a_trigger_marked_failed_cancels_its_training_though_the_triggerer_repeats_the_cancel_meanwhile(
     sandbox, oci_vision_hook, monkeypatch, caplog, capfd
 ):

@@ -702,9 +702,8 @@ class NothingMayBeSent(AssertionError):
 @pytest.fixture
 def no_io(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any HTTP call or connection read fails the test: validation must come first."""
-    from airflow.sdk import BaseHook
-
     from airflow_provider_modelreg.http import ServiceClient
+    from airflow_provider_modelreg.version_compat import BaseHook
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise NothingMayBeSent("a request or connection read happened before validation")
@@ -720,7 +719,7 @@ def task_context(task_id: str) -> dict[str, Any]:
 
 
 def assert_operator_refuses(build: Callable[[], Any], field: str) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_provider_modelreg.version_compat import AirflowFailException
 
     with pytest.raises(AirflowFailException) as failed:  # fails the task at once: no retry can fix input
         build().execute(task_context("t"))

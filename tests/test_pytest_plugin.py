@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.airflow_feature("pytest plugin")]
 
 USER_TEST = textwrap.dedent(
     """

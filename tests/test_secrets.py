@@ -144,8 +144,11 @@ def assert_nowhere(
 
 def assert_masked(watch: Watch, *secrets: str) -> None:
     """Registered through the provider's mask() and redacted by Airflow's masker."""
-    # The masker the SDK's mask_secret feeds (same module path on Airflow 3.2 and 3.3).
-    from airflow.sdk._shared.secrets_masker import redact
+    # The masker the SDK's mask_secret feeds: airflow.sdk._shared on 3.2 and 3.3, execution_time before.
+    try:
+        from airflow.sdk._shared.secrets_masker import redact
+    except ImportError:
+        from airflow.sdk.execution_time.secrets_masker import redact
 
     for secret in secrets:
         assert secret in watch.masked, "not registered with the masker"
@@ -700,7 +703,7 @@ def https_sandbox(tmp_path_factory: pytest.TempPathFactory, oci_private_key: rsa
 def test_an_untrusted_certificate_is_refused_unless_its_ca_bundle_is_set(
     conn_type, https_sandbox, oci_private_pem, monkeypatch
 ):
-    from airflow.sdk import BaseHook
+    from airflow_provider_modelreg.version_compat import BaseHook
 
     def hook_on(conn: Any) -> Any:
         monkeypatch.setattr(BaseHook, "get_connection", classmethod(lambda cls, conn_id: conn))

@@ -78,8 +78,15 @@ def stop_mid_wait(trigger: LifecycleTrigger, reads: int = 2) -> None:
 def rebuild_as_triggerer(trigger: LifecycleTrigger) -> LifecycleTrigger:
     """What a triggerer does with a stored trigger: encrypted kwargs in the row, decrypted, decoded, rebuilt."""
     from airflow.models.trigger import Trigger
-    from airflow.sdk.module_loading import import_string
-    from airflow.serialization.decoders import smart_decode_trigger_kwargs
+
+    try:
+        from airflow.sdk.module_loading import import_string
+        from airflow.serialization.decoders import smart_decode_trigger_kwargs
+    except ImportError:  # Airflow 3.0 and 3.1: _decrypt_kwargs already decodes them
+        from airflow.utils.module_loading import import_string
+
+        def smart_decode_trigger_kwargs(value: Any) -> Any:
+            return value
 
     row = Trigger.from_object(trigger)
     kwargs = {k: smart_decode_trigger_kwargs(v) for k, v in Trigger._decrypt_kwargs(row.encrypted_kwargs).items()}
@@ -324,7 +331,7 @@ def operator_for(service: str, name: str) -> Any:
 
 def deferred_event(task: Any, ctx: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Run ``execute`` until it defers, then the trigger it deferred to: (event, method to resume with)."""
-    from airflow.sdk.exceptions import TaskDeferred
+    from airflow_provider_modelreg.version_compat import TaskDeferred
 
     with pytest.raises(TaskDeferred) as deferred:
         task.execute(ctx)
@@ -447,7 +454,7 @@ def test_an_event_delivered_twice_to_a_sensor_only_reads(
 
 
 def test_a_failure_event_delivered_twice_fails_twice_without_a_request(sandbox, connections, requests_seen):
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_provider_modelreg.version_compat import AirflowFailException
 
     counted = requests_seen()
     event = {"status": "failure", "state": "failed", "message": "HappyRobot model model_id=m ended failed: bad"}

@@ -7,7 +7,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
 from airflow_provider_modelreg.get_provider_info import connection_type
@@ -18,6 +17,7 @@ from airflow_provider_modelreg.http import (
     ServiceClient,
     ServiceError,
 )
+from airflow_provider_modelreg.version_compat import FORM_FROM_PROVIDER_INFO, BaseHook, aget_connection
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -90,6 +90,17 @@ class ModelRegHook(BaseHook):
         self.retry = retry
 
     # -- form metadata, derived from get_provider_info's declarative conn-fields -------------------
+    # One declaration (get_provider_info.CONNECTION_TYPES) serves every line's form: Airflow 3.2+ reads it
+    # from the provider info itself; 3.0 and 3.1 call these two methods, and only when the registered hook
+    # class defines them in its own ``__dict__`` (ProvidersManager._import_hook), so __init_subclass__ gives
+    # each connection type's hook its own copy there. On 3.2+ they stay off the hooks: a hook defining them
+    # draws Airflow's deprecation warning.
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "conn_type" in cls.__dict__ and not FORM_FROM_PROVIDER_INFO:
+            cls.get_ui_field_behaviour = classmethod(ModelRegHook.get_ui_field_behaviour.__func__)  # type: ignore[method-assign]
+            cls.get_connection_form_widgets = classmethod(ModelRegHook.get_connection_form_widgets.__func__)  # type: ignore[method-assign]
+
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         behaviour = connection_type(cls.conn_type)["ui-field-behaviour"]
@@ -101,24 +112,47 @@ class ModelRegHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """WTForms widgets for UIs that still build forms in Python (needs the FAB provider's wtforms)."""
+        """The conn-fields as WTForms fields, for Airflow 3.0 and 3.1's connection form.
+
+        Their API server turns these into the form's parameters through stand-ins for WTForms' String,
+        Integer, Password and Boolean fields (3.1 brings the stand-ins itself; 3.0 needs ``wtforms``
+        installed, which the FAB provider brings): label, description, default, enum and masking carry
+        over. Those four classes are all the providers manager accepts, so a decimal number is a string
+        field (the hooks parse numbers from text).
+        """
+        from wtforms import BooleanField, IntegerField, PasswordField, StringField
+        from wtforms.validators import any_of
+
         try:
             from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-            from wtforms import BooleanField, FloatField, PasswordField, StringField
-        except ImportError:  # Airflow 3's React UI reads conn-fields and needs none of this
-            return {}
+        except ImportError:  # the React UI of 3.0 and 3.1 needs no FAB widget
+            text_widget: Any = None
+            password_widget: Any = None
+        else:
+            text_widget, password_widget = BS3TextFieldWidget(), BS3PasswordFieldWidget()
         widgets: dict[str, Any] = {}
         for name, field in connection_type(cls.conn_type)["conn-fields"].items():
             schema = field["schema"]
             types = schema.get("type", [])
+            common: dict[str, Any] = {"description": field.get("description", "")}
             if schema.get("format") == "password":
-                widgets[name] = PasswordField(field["label"], widget=BS3PasswordFieldWidget())
+                widgets[name] = PasswordField(field["label"], widget=password_widget, **common)
             elif "boolean" in types:
-                widgets[name] = BooleanField(field["label"], default=schema.get("default"))
-            elif "number" in types:
-                widgets[name] = FloatField(field["label"], default=schema.get("default"))
+                widgets[name] = BooleanField(field["label"], default=schema.get("default"), **common)
+            elif "integer" in types:
+                widgets[name] = IntegerField(field["label"], default=schema.get("default"), **common)
             else:
-                widgets[name] = StringField(field["label"], widget=BS3TextFieldWidget())
+                default = schema.get("default")
+                enum = schema.get("enum")
+                # An enum with a blank choice cannot be said to these forms: its description lists the values.
+                validators = [any_of(enum)] if enum and None not in enum else []
+                widgets[name] = StringField(
+                    field["label"],
+                    validators=validators,
+                    default=None if default is None else str(default),
+                    widget=text_widget,
+                    **common,
+                )
         return widgets
 
     # -- clients ------------------------------------------------------------------------------------
@@ -145,7 +179,7 @@ class ModelRegHook(BaseHook):
         """The connection fetched async, the client built in a worker thread: building one may load a
         private key (~30 ms of RSA parsing, then cached per credential), read key, config and token files,
         or call a token service, none of which may run in the triggerer's event loop."""
-        conn = await BaseHook.aget_connection(conn_id)
+        conn = await aget_connection(conn_id)
         return await asyncio.to_thread(cls.async_client_from_connection, conn, retry)
 
     @classmethod

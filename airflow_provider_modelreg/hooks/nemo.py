@@ -223,7 +223,7 @@ class NemoModelsHook(ModelRegHook):
     @property
     def name_context(self) -> dict[str, Any]:
         """Validation context naming the connection's ``name_rule`` (empty: today's rule)."""
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        from airflow_provider_modelreg.version_compat import AirflowNotFoundException
 
         try:
             rule = connection_extras(self.get_connection(self.conn_id)).get("name_rule")

@@ -131,7 +131,7 @@ class OCIVisionHook(OCIBaseHook):
 
     conn_type = "oci_vision"
     default_conn_name = "oci_default"
-    hook_name = "OCI AI Vision"
+    hook_name = "Oracle Cloud Infrastructure"  # as declared in get_provider_info (the form lists it so)
     service = "OCI Vision"
     endpoint_template = "https://vision.aiservice.{oci_domain}"
 

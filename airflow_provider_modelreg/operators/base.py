@@ -7,8 +7,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowTaskTimeout, TaskDeferralTimeout
+from airflow.sdk import BaseOperator
 
 from airflow_provider_modelreg import cancellation, task_state
 from airflow_provider_modelreg.http import ServiceError
@@ -22,6 +21,14 @@ from airflow_provider_modelreg.lifecycle import (
 )
 from airflow_provider_modelreg.models.base import InvalidRequest
 from airflow_provider_modelreg.spec import LifecycleSpec, Waiter
+from airflow_provider_modelreg.version_compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowTaskTimeout,
+    TaskDeferralTimeout,
+    conf,
+    note_if_no_trigger_on_kill,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -43,13 +50,27 @@ class CreateAndWaitOperator(BaseOperator):
     (``to_xcom``). This class runs the rest: validation errors fail the task without a retry and before
     any request; ``wait_for_completion`` waits in the worker or, with ``deferrable``, in the triggerer.
 
-    Resumable: the moment the create answers, the resource's ref is recorded for the task instance
-    (:mod:`airflow_provider_modelreg.task_state`: Airflow 3.3's task state store, 3.2's Variables). A
+    Resumable (``durable``, Airflow 3.3's ``ResumableJobMixin`` parameter, with its meaning): the moment the
+    create answers, the resource's ref is recorded for the task instance
+    (:mod:`airflow_provider_modelreg.task_state`: Airflow 3.3's task state store, Variables before). A
     retry after a worker crash, an OOM kill or a timeout reads the record and reconnects: it waits again
     if the resource is in progress, returns it if it is done, fails with the service's reason if it
     ended failed (or, with ``on_failed_resource="recreate"``, creates a new one under a new idempotency
     key); it creates anew when the recorded resource is gone (404). The gap between the create and the
-    record is covered by the service's idempotency key or lookup, as before.
+    record is covered by the service's idempotency key or lookup, as before. ``durable=False`` records
+    nothing and reads no record: each try creates (the service's own idempotency token still applies).
+
+    Why not the mixin itself (docs/airflow-versions.md says it at length): its ``execute_resumable``
+    resubmits when the recorded job ended failed, where a retry here fails with the service's reason
+    unless ``on_failed_resource="recreate"`` (and then under a new idempotency key, which ``submit_job(context)``
+    has no way to learn); it keeps the id only in the task state store, which Airflow 3.0 to 3.2 lack
+    (here: Variables, plus a claim so no other task instance's lookup adopts the resource); and it reduces
+    a resource to a status string, where a 404 must mean "gone: create anew" and other errors fail. The
+    names and the meaning of ``durable`` and ``external_id_key`` are the mixin's.
+
+    Nothing a retry needs is kept in XCom: Airflow clears a task's XComs before each try that is not a
+    resumption from deferral (apache/airflow#71211), so a try that reconnects writes its links again
+    (:meth:`persist_links`).
 
     Cancel on kill (``cancel_on_kill``): when the task is marked failed while it waits (sync: ``on_kill``;
     deferred: the trigger's ``on_kill``, Airflow 3.3), or its wait, execution or deferral times out, the
@@ -63,6 +84,8 @@ class CreateAndWaitOperator(BaseOperator):
     :param poll_interval: seconds between two reads of the resource while waiting.
     :param wait_timeout: seconds after which the wait fails (the deferral's timeout too).
     :param cancel_on_kill: stop the remote work when the task is marked failed or times out (default true).
+    :param durable: record the created resource so a retry reconnects to it (default true, as
+        ``ResumableJobMixin``); false: each try creates anew.
     :param on_failed_resource: what a retry does when the resource an earlier try created ended failed:
         ``"fail"`` (default: fail with the service's reason) or ``"recreate"`` (create a new one).
     """
@@ -81,6 +104,7 @@ class CreateAndWaitOperator(BaseOperator):
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
         cancel_on_kill: bool = True,
         on_failed_resource: Literal["fail", "recreate"] = "fail",
+        durable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -96,6 +120,7 @@ class CreateAndWaitOperator(BaseOperator):
         self.wait_timeout = wait_timeout
         self.cancel_on_kill = cancel_on_kill
         self.on_failed_resource = on_failed_resource
+        self.durable = durable
         # The resource this try owns (its lifecycle ref) and its task instance, for on_kill.
         self._owned_ref: dict[str, Any] | None = None
         self._owner_ti: Any = None
@@ -121,6 +146,9 @@ class CreateAndWaitOperator(BaseOperator):
     def to_xcom(self, resource: Any) -> Any:
         """What the task returns (plain JSON)."""
         return resource
+
+    def persist_links(self, context: Context, resource: Any) -> None:
+        """Write the extra links' XComs for ``resource`` (after a reconnect: Airflow cleared the first try's)."""
 
     def lineage(self, resource: Any) -> ModelLineage | None:
         """What this task read and made, for OpenLineage (:mod:`airflow_provider_modelreg.lineage`)."""
@@ -151,6 +179,11 @@ class CreateAndWaitOperator(BaseOperator):
         return self.hook_class.conn_type
 
     @property
+    def external_id_key(self) -> str:
+        """ResumableJobMixin's name for the task-state key the resource's id is kept under."""
+        return self.record_name
+
+    @property
     def generation_record(self) -> str:
         return f"{self.record_name}.generation"
 
@@ -162,7 +195,7 @@ class CreateAndWaitOperator(BaseOperator):
             request = self.build_request(context)
         except InvalidRequest as exc:
             raise AirflowFailException(str(exc)) from None
-        resumed = self.reconnect(context)
+        resumed = self.reconnect(context) if self.durable else None
         if resumed is _RECREATE:
             context[GENERATION] = generation(context) + 1  # type: ignore[literal-required]
             task_state.remember(context, self.generation_record, generation(context))
@@ -183,7 +216,10 @@ class CreateAndWaitOperator(BaseOperator):
         """
         ref = self.resource_ref(resource)
         self._owned_ref = ref
-        task_state.remember(context, self.record_name, ref, claim=_claim_id(ref))
+        if self.durable:
+            task_state.remember(context, self.record_name, ref, claim=_claim_id(ref))
+        else:  # still this task instance's: no other one's lookup may adopt it
+            task_state.claim(context, self.record_name, _claim_id(ref))
         return ref
 
     def reconnect(self, context: Context) -> tuple[Any] | None:
@@ -215,6 +251,7 @@ class CreateAndWaitOperator(BaseOperator):
                 return _RECREATE
             raise AirflowFailException(waiter.failure_message(obs))
         self._owned_ref = dict(ref)
+        self.persist_links(context, obs.resource)
         if obs.outcome == "success" or not self.wait_for_completion:
             self.log.info("%s is %s; not creating another", described, obs.state)
             return (self._done(obs.resource),)
@@ -226,6 +263,8 @@ class CreateAndWaitOperator(BaseOperator):
     def wait(self, ref: dict[str, Any], resource: Any) -> Any:
         obs = Waiter(self.lifecycle, ref, self.log).evaluate(resource)
         if obs.outcome == "waiting" and self.deferrable:
+            if self.cancel_on_kill:
+                note_if_no_trigger_on_kill(self.log)
             self.defer(
                 trigger=LifecycleTrigger(
                     spec=self.lifecycle.key,

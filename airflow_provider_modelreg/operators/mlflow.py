@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_modelreg.hooks.mlflow import (
     IDEMPOTENCY_TAG,
@@ -43,6 +42,7 @@ from airflow_provider_modelreg.models.mlflow import (
 )
 from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
 from airflow_provider_modelreg.spec import at
+from airflow_provider_modelreg.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -6,14 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_provider_modelreg.hooks.nemo import MODEL_SPEC_LIFECYCLE, NemoModelsHook
 from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.idempotency import create_once, idempotency_key
 from airflow_provider_modelreg.lineage import ModelLineage, service_dataset, unique
 from airflow_provider_modelreg.models.nemo import CreateModelEntity, WorkspaceRef, entity_differences, validate_names
 from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
+from airflow_provider_modelreg.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

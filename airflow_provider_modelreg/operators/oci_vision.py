@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_provider_modelreg.hooks.oci_vision import MODEL_LIFECYCLE, OCIVisionHook
 from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.idempotency import idempotency_key
@@ -15,6 +13,7 @@ from airflow_provider_modelreg.links.oci_vision import OCIVisionModelLink
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.oci_vision import CreateModelDetails
 from airflow_provider_modelreg.operators.base import CreateAndWaitOperator
+from airflow_provider_modelreg.version_compat import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -149,6 +148,10 @@ class OCIVisionCreateModelOperator(CreateAndWaitOperator):
             "OCI Vision model %s (%s), work request %s", model["id"], request.display_name, created.work_request_id
         )
         return model
+
+    def persist_links(self, context: Context, resource: dict[str, Any]) -> None:
+        hook: OCIVisionHook = self.hook  # type: ignore[assignment]
+        OCIVisionModelLink.persist(context, model_id=resource["id"], region=hook.region)
 
     def lineage(self, resource: dict[str, Any]) -> ModelLineage:
         # The datasets as the model names them (camelCase), else as given to the task.

@@ -38,7 +38,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import AnyUrl, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AnyUrl, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from airflow_provider_modelreg.sandbox.state import SandboxState, public
 
@@ -121,10 +122,22 @@ class PromptData(BaseModel):
     system_prompt_template: str | None = None
 
 
-class CreateModelEntityRequest(BaseModel):
-    model_config = ConfigDict(regex_engine="python-re")  # the rule has look-arounds
+def _name_rule(value: str) -> str:
+    # Python's re, as the platform's pydantic (regex_engine="python-re"): the rule has look-arounds. Checked
+    # here rather than by Field(pattern=...) since FastAPI before 0.118 builds a body field's validator without
+    # the model's regex_engine (Airflow 3.0's FastAPI); the 422 is the same pydantic error.
+    if not re.match(NAME_PATTERN, value):
+        raise PydanticCustomError(
+            "string_pattern_mismatch", "String should match pattern '{pattern}'", {"pattern": NAME_PATTERN}
+        )
+    return value
 
-    name: str = Field(pattern=NAME_PATTERN)
+
+EntityName = Annotated[str, AfterValidator(_name_rule), Field(json_schema_extra={"pattern": NAME_PATTERN})]
+
+
+class CreateModelEntityRequest(BaseModel):
+    name: EntityName
     project: str | None = Field(default=None, max_length=255, pattern=PROJECT_PATTERN)
     description: str | None = Field(default=None, max_length=1000)
     spec: ModelSpecBody | None = None
@@ -158,9 +171,7 @@ class UpdateModelEntityRequest(BaseModel):
 class CreateFilesetRequest(BaseModel):
     """The Files API's fileset create (its storage is the platform's default local storage here)."""
 
-    model_config = ConfigDict(regex_engine="python-re")
-
-    name: str = Field(pattern=NAME_PATTERN, max_length=63)
+    name: EntityName = Field(max_length=63)
     description: str | None = None
     project: str | None = None
     purpose: Literal["dataset", "environment", "generic", "model"] = "generic"

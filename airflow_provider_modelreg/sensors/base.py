@@ -7,13 +7,18 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_modelreg import pacing
 from airflow_provider_modelreg.http import ServiceError
 from airflow_provider_modelreg.lifecycle import LifecycleTrigger, raise_for_event
 from airflow_provider_modelreg.spec import LifecycleSpec, Waiter
+from airflow_provider_modelreg.version_compat import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    conf,
+    note_if_no_start_from_trigger,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -133,6 +138,8 @@ class LifecycleSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=done, xcom_value=self.to_xcom(obs.resource) if done else None)
 
     def execute(self, context: Context) -> Any:
+        if self.start_from_trigger:  # a worker runs it: before 3.3 the scheduler does not start it in the triggerer
+            note_if_no_start_from_trigger(self.log)
         if not self.deferrable:
             self.poke_interval = pacing.poll_interval(self.poke_interval)  # as configured, outside a sandbox test
             try:

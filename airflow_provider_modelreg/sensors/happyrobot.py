@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, HappyRobotHook
 from airflow_provider_modelreg.models.base import InvalidRequest, validate_request
 from airflow_provider_modelreg.models.happyrobot import ModelRef
 from airflow_provider_modelreg.sensors.base import LifecycleSensor
+from airflow_provider_modelreg.version_compat import AirflowFailException
 
 
 class HappyRobotModelSensor(LifecycleSensor):

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from airflow_provider_modelreg.hooks.nemo import (
     MODEL_SPEC_LIFECYCLE,
@@ -23,6 +22,7 @@ from airflow_provider_modelreg.models.base import InvalidRequest
 from airflow_provider_modelreg.models.nemo import ModelEntityRef, validate_names
 from airflow_provider_modelreg.operators.nemo import redact_entity
 from airflow_provider_modelreg.sensors.base import LifecycleSensor
+from airflow_provider_modelreg.version_compat import AirflowFailException, AirflowSensorTimeout
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -21,19 +21,20 @@ def _airflow_before_3_3() -> bool:
 
 
 pytestmark = [
+    pytest.mark.airflow_feature("human-in-the-loop approval end to end"),
     pytest.mark.integration,
     pytest.mark.mlflow_server,
     # Before 3.3 the approval waits in HITLTrigger, and dag.test()'s in-process supervisor of Airflow 3.2
     # does not answer the trigger's GetHITLDetailResponse (the triggerer does): the trigger reads None and
     # fails. In a real deployment on 3.2 the triggerer serves it; dag.test() cannot show it.
-    pytest.mark.skipif(_airflow_before_3_3(), reason="dag.test() on Airflow 3.2 cannot run HITLTrigger inline"),
+    pytest.mark.skipif(_airflow_before_3_3(), reason="dag.test() before Airflow 3.3 cannot run HITLTrigger inline"),
 ]
 
 
 @pytest.fixture
 def dags(airflow_db: None) -> dict[str, Any]:
     """This test's own copies of the two DAGs, registering a model of its own on the session's server."""
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_modelreg.version_compat import dag_bag as DagBag
 
     name = f"approval-{uuid.uuid4().hex[:8]}"
     found = {}

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_modelreg.version_compat import AIRFLOW_V_3_1_PLUS
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
 EXPECTED = {
     "happyrobot_train",
@@ -18,14 +20,15 @@ EXPECTED = {
     "register_nemo_pipeline",
     "retrain_many_mapped",
     "deploy_registered_models",
-    "approve_and_promote",
+    # Human-in-the-loop approval needs Airflow 3.1 (tests/test_version_compat.py: not defined before it).
+    *(["approve_and_promote"] if AIRFLOW_V_3_1_PLUS else []),
 }
 REGISTERING = {"retrain_vision_pipeline", "retrain_happyrobot_pipeline", "register_nemo_pipeline"}
 
 
 @pytest.fixture(scope="module")
 def dagbag(airflow_db: None) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_modelreg.version_compat import dag_bag as DagBag
 
     return DagBag(str(EXAMPLES))
 
@@ -62,6 +65,7 @@ def example_connections(happyrobot_conn, oci_vision_conn, aidp_conn, mlflow_conn
 
 @pytest.mark.integration
 @pytest.mark.mlflow_server
+@pytest.mark.airflow_feature("example DAGs")
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED))
 def test_example_runs_against_the_sandbox(dagbag, run_dag, sandbox, example_connections, dag_id):
     from scripts.hitl_responder import HitlResponder

@@ -68,6 +68,7 @@ def make_dag(dag_id: str, **overrides: Any):
     return dag
 
 
+@pytest.mark.airflow_feature("durable")
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "sync"])
 def test_a_retry_reconnects_to_the_resource_its_first_try_created(run_dag, sandbox, happyrobot_conn, capfd, deferrable):
     dag_id = f"resume_{'deferred' if deferrable else 'sync'}"
@@ -89,6 +90,22 @@ def test_a_retry_reconnects_to_the_resource_its_first_try_created(run_dag, sandb
     assert "next check in" in out  # a check says when the next one is (a trigger: its first and each change)
     if deferrable:
         assert "reached active; resuming the task" in out  # the trigger's log says the final state
+
+
+@pytest.mark.airflow_feature("durable")
+def test_a_create_that_is_not_durable_is_made_again_by_its_retry(run_dag, sandbox, happyrobot_conn, capfd):
+    """``durable=False`` (ResumableJobMixin's meaning): nothing recorded, nothing reconnected: the retry goes
+    through the create again. The create's own idempotency (HappyRobot: its lookup by the task instance's key)
+    still applies, so it finds the first try's model rather than making a second."""
+    dag_id = "resume_not_durable"
+    DiesAfterCreate.sandbox_state = sandbox.sandbox.state
+    sandbox.sandbox.state.lifecycle_seconds["happyrobot"] = HOLD_SECONDS
+    result = run_dag(make_dag(dag_id, deferrable=False, durable=False), {"hr": happyrobot_conn})
+    assert result.state == "success"
+    assert result.try_number("train") == 2
+    assert CREATES[dag_id] == 2  # the retry reached create: no record was read
+    assert "Reconnecting to HappyRobot model" not in capfd.readouterr().out
+    assert len(sandbox.sandbox.state.all("happyrobot")) == 1
 
 
 def test_the_created_model_is_claimed_for_lookups(run_dag, sandbox, happyrobot_conn):

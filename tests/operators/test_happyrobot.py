@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 from typing import Any
 
@@ -130,16 +129,13 @@ def test_retries_through_throttling_then_succeeds(run_dag, sandbox, happyrobot_c
 # -- a model belongs to the task instance that created it (issue 14 item 6) --------------------------
 def run_at(dag, logical_date: dt.datetime, connections: dict[str, Any], monkeypatch) -> Any:
     """Like run_dag, for a given logical date (what a backfill makes)."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
     from conftest import DagRunResult
+
+    from airflow_provider_modelreg.version_compat import write_dag_to_db
 
     for conn_id, conn in connections.items():
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
+    write_dag_to_db(dag)
     return DagRunResult(dag.test(logical_date=logical_date))
 
 

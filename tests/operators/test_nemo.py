@@ -8,11 +8,11 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_modelreg.operators.nemo import IDEMPOTENCY_FIELD, NemoCreateModelOperator
 from airflow_provider_modelreg.sandbox.faults import FaultRule
 from airflow_provider_modelreg.sandbox.state import OutcomeRule
+from airflow_provider_modelreg.version_compat import AirflowException, AirflowFailException
 
 pytestmark = pytest.mark.integration
 

@@ -108,7 +108,7 @@ def test_a_retry_finds_its_own_entity_and_another_task_instance_is_refused(platf
     adds to prompt.inference_params, compares equal to the request); another task instance's same name fails."""
     import json
 
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_provider_modelreg.version_compat import AirflowFailException
 
     server, workspace = platform
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", json.dumps(connection(server)))

@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_modelreg.hooks.nemo import MODEL_SPEC_LIFECYCLE
 from airflow_provider_modelreg.http import ApiRequest
@@ -17,6 +16,7 @@ from airflow_provider_modelreg.lifecycle import LifecycleTrigger
 from airflow_provider_modelreg.models.nemo import CreateModelEntity
 from airflow_provider_modelreg.sandbox.state import OutcomeRule
 from airflow_provider_modelreg.sensors.nemo import NemoModelSpecSensor
+from airflow_provider_modelreg.version_compat import AirflowSensorTimeout
 
 pytestmark = pytest.mark.integration
 

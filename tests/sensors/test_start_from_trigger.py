@@ -16,7 +16,7 @@ from airflow_provider_modelreg.sensors.mlflow import MlflowRunSensor
 from airflow_provider_modelreg.sensors.nemo import NemoModelSpecSensor
 from airflow_provider_modelreg.sensors.oci_vision import OCIVisionModelSensor
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.airflow_feature("start_from_trigger")]
 
 TEMPLATED_ID = "{{ ti.xcom_pull(task_ids='train')['id'] }}"
 
