@@ -298,11 +298,12 @@ class MlflowHook(ModelRegHook):
 
     @cached_property
     def server_rules(self) -> MlflowServerRules:
-        """What this connection's server accepts where MLflow servers differ (models/mlflow.py's
-        :class:`~airflow_provider_modelreg.models.mlflow.MlflowServerRules`): read from ``GET /version``, which every MLflow server answers with its
-        version as plain text. A server that does not say (a proxy, another implementation: a 4xx answer) gets
-        the rules of 2.x and 3.x together, so nothing either would refuse is sent; an unreachable or failing
-        one (no answer, 429, 5xx) raises its ServiceError once the retries are spent."""
+        """What this connection's server accepts where MLflow servers differ
+        (:class:`~airflow_provider_modelreg.models.mlflow.MlflowServerRules`): read from ``GET /version``, which
+        every MLflow server answers with its version as plain text. A server that does not say (a proxy,
+        another implementation: a 4xx answer) gets the rules of 2.x and 3.x together, so nothing either would
+        refuse is sent; an unreachable or failing one (no answer, 429, 5xx) raises its ServiceError once the
+        retries are spent."""
         from airflow_provider_modelreg.models.mlflow import MlflowServerRules
 
         key = (self.conn_id, self.client.base_url)
