@@ -40,7 +40,7 @@ def held_in_training(monkeypatch: pytest.MonkeyPatch, held: set[str]) -> None:
     monkeypatch.setattr(sandbox_happyrobot, "phase", phase)
 
 
-def triggers_for(batch: dict[str, str]) -> list[tuple[str, LifecycleTrigger]]:
+def triggers_for(batch: dict[str, str], interval: float = 0.1) -> list[tuple[str, LifecycleTrigger]]:
     now = time.time()
     out = []
     for model_id, label in batch.items():
@@ -54,7 +54,9 @@ def triggers_for(batch: dict[str, str]) -> list[tuple[str, LifecycleTrigger]]:
                     spec=MODEL_LIFECYCLE.key,
                     conn_id="hr",
                     ref={"model_id": model_id},
-                    poll_interval=0.1 + 0.02 * (hash(label) % 3),  # each wait its own interval
+                    # Each wait its own interval, long beside a list's round trip on a loaded machine: a list
+                    # serves the waits asking within a quarter interval of its start (coalesce.FRESHNESS).
+                    poll_interval=interval + 0.2 * interval * (hash(label) % 3),
                     end_time=end_time,
                 ),
             )
@@ -88,10 +90,23 @@ def test_coalesced_and_individual_reads_give_every_wait_the_same_outcome(sandbox
 
     def run(mode: str) -> tuple[dict[str, Any], int, dict[str, int]]:
         batch = create_batch(mode)
-        held.update(model_id for model_id, label in batch.items() if timing_out(label))
+        # Every model in training until the waits have polled a few times each (a count, not a time: on a
+        # loaded machine creating the batch can outlast a wall-clock lifecycle); then all but the timing-out
+        # waits' models end.
+        held.update(model_id for model_id, label in batch.items() if label != "missing")
         sends[0] = 0
         before = dict(coalesce.stats)
-        events = asyncio.run(run_all(triggers_for(batch)))
+
+        async def waits_then_release() -> dict[str, dict[str, Any]]:
+            waits = asyncio.ensure_future(run_all(triggers_for(batch, interval=1.0)))
+            deadline = time.monotonic() + 300
+            while coalesce.stats["served"] + coalesce.stats["alone"] - before["served"] - before["alone"] < 5 * WAITS:
+                assert time.monotonic() < deadline and not waits.done(), "the waits stopped polling"
+                await asyncio.sleep(0.05)
+            held.difference_update(model_id for model_id, label in batch.items() if not timing_out(label))
+            return await waits
+
+        events = asyncio.run(waits_then_release())
         return normalised(events, batch), sends[0], {k: coalesce.stats[k] - before[k] for k in before}
 
     coalesced, coalesced_sends, coalesced_stats = run("co")
