@@ -18,18 +18,35 @@ from airflow_provider_modelreg import coalesce, lifecycle
 from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, HappyRobotHook
 from airflow_provider_modelreg.http import ServiceClient
 from airflow_provider_modelreg.lifecycle import LifecycleTrigger
+from airflow_provider_modelreg.sandbox import happyrobot as sandbox_happyrobot
 from airflow_provider_modelreg.sandbox.faults import FaultRule
 from airflow_provider_modelreg.sandbox.state import OutcomeRule
 from airflow_provider_modelreg.spec import resolve_spec
 
 
-def triggers_for(batch: dict[str, str]) -> list[tuple[str, LifecycleTrigger]]:
+def timing_out(label: str) -> bool:
+    return label != "missing" and int(label) % 3 == 0
+
+
+def held_in_training(monkeypatch: pytest.MonkeyPatch, held: set[str]) -> None:
+    """The sandbox's HappyRobot models with these ids stay in training: a wait on one times out having seen
+    "training", whenever its deadline falls (a model's lifecycle runs on wall time, a wait's deadline too, and
+    on a loaded machine creating the batch alone can take longer than a short wait's head start)."""
+    original = sandbox_happyrobot.phase
+
+    def phase(record: dict[str, Any], *args: Any) -> str:
+        return "training" if record.get("id") in held else original(record, *args)
+
+    monkeypatch.setattr(sandbox_happyrobot, "phase", phase)
+
+
+def triggers_for(batch: dict[str, str], interval: float = 0.1) -> list[tuple[str, LifecycleTrigger]]:
     now = time.time()
     out = []
     for model_id, label in batch.items():
-        # Every third wait times out long before its model is done (lifecycle 2 s).
-        short = label != "missing" and int(label) % 3 == 0
-        end_time = now + (0.5 if short else 30)
+        # Every third wait times out (its model is held in training, see held_in_training); the others end
+        # with their models, long before a deadline a loaded machine could reach.
+        end_time = now + (0.5 if timing_out(label) else 300)
         out.append(
             (
                 label,
@@ -37,7 +54,9 @@ def triggers_for(batch: dict[str, str]) -> list[tuple[str, LifecycleTrigger]]:
                     spec=MODEL_LIFECYCLE.key,
                     conn_id="hr",
                     ref={"model_id": model_id},
-                    poll_interval=0.1 + 0.02 * (hash(label) % 3),  # each wait its own interval
+                    # Each wait its own interval, long beside a list's round trip on a loaded machine: a list
+                    # serves the waits asking within a quarter interval of its start (coalesce.FRESHNESS).
+                    poll_interval=interval + 0.2 * interval * (hash(label) % 3),
                     end_time=end_time,
                 ),
             )
@@ -66,12 +85,28 @@ def test_coalesced_and_individual_reads_give_every_wait_the_same_outcome(sandbox
         return await original(self, req)
 
     monkeypatch.setattr(ServiceClient, "arequest", counted)
+    held: set[str] = set()
+    held_in_training(monkeypatch, held)
 
     def run(mode: str) -> tuple[dict[str, Any], int, dict[str, int]]:
         batch = create_batch(mode)
+        # Every model in training until the waits have polled a few times each (a count, not a time: on a
+        # loaded machine creating the batch can outlast a wall-clock lifecycle); then all but the timing-out
+        # waits' models end.
+        held.update(model_id for model_id, label in batch.items() if label != "missing")
         sends[0] = 0
         before = dict(coalesce.stats)
-        events = asyncio.run(run_all(triggers_for(batch)))
+
+        async def waits_then_release() -> dict[str, dict[str, Any]]:
+            waits = asyncio.ensure_future(run_all(triggers_for(batch, interval=1.0)))
+            deadline = time.monotonic() + 300
+            while coalesce.stats["served"] + coalesce.stats["alone"] - before["served"] - before["alone"] < 5 * WAITS:
+                assert time.monotonic() < deadline and not waits.done(), "the waits stopped polling"
+                await asyncio.sleep(0.05)
+            held.difference_update(model_id for model_id, label in batch.items() if not timing_out(label))
+            return await waits
+
+        events = asyncio.run(waits_then_release())
         return normalised(events, batch), sends[0], {k: coalesce.stats[k] - before[k] for k in before}
 
     coalesced, coalesced_sends, coalesced_stats = run("co")
