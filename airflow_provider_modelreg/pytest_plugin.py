@@ -191,6 +191,12 @@ def prepare_metadata_db() -> None:
     url = str(settings.SQL_ALCHEMY_CONN)
     if url in _db_ready:
         return
+    if url.startswith("sqlite:///"):
+        # A fresh AIRFLOW_HOME may not exist yet (Airflow 3.3 makes it when its config loads, 3.0 does not):
+        # SQLite makes the file, never its folder.
+        database = url.split(":///", 1)[1].split("?", 1)[0]
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
     if _unapplied_migrations():
         if not url.startswith("sqlite"):
             home = os.environ.get("AIRFLOW_HOME", "~/airflow")

@@ -46,6 +46,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         (Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}").rmdir()  # only if empty
 
 
+@pytest.fixture(autouse=True)
+def _no_log_handler_on_a_closed_stream() -> None:
+    """Drop stdlib log handlers left writing to a stream an earlier test's capture closed. Airflow 3.0's
+    logging set-up (in a ``dag.test()``) attaches a StreamHandler to the ``sys.stderr`` of that moment, which
+    under pytest is a capture that ends with the test; every later record then makes a "--- Logging error ---"
+    report in whatever test logs next (seen as a second copy of the line a test counts)."""
+    manager = logging.Logger.manager
+    loggers = [logging.getLogger(), *(lg for lg in list(manager.loggerDict.values()) if isinstance(lg, logging.Logger))]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            stream = getattr(handler, "stream", None)
+            if stream is not None and getattr(stream, "closed", False):
+                logger.removeHandler(handler)
+
+
 @pytest.fixture
 def logging_restored() -> Iterator[None]:
     """The process's stdlib logging as it was before the test, afterwards: for a test that runs a tool which

@@ -180,16 +180,12 @@ class CreateFilesetRequest(BaseModel):
 
 
 class CreateWorkspaceRequest(BaseModel):
-    model_config = ConfigDict(regex_engine="python-re")
-
-    name: str = Field(pattern=NAME_PATTERN)
+    name: EntityName  # the platform's name rule, checked by Python's re (see _name_rule)
     description: str | None = None
 
 
 class CreateProjectRequest(BaseModel):
-    model_config = ConfigDict(regex_engine="python-re")
-
-    name: str = Field(pattern=NAME_PATTERN)
+    name: EntityName  # the platform's name rule, checked by Python's re (see _name_rule)
     description: str | None = None
 
 
