@@ -70,7 +70,7 @@ class CreateAndWaitOperator(BaseOperator):
 
     Nothing a retry needs is kept in XCom: Airflow clears a task's XComs before each try that is not a
     resumption from deferral (apache/airflow#71211), so a try that reconnects writes its links again
-    (:meth:`persist_links`).
+    (``persist_links``).
 
     Cancel on kill (``cancel_on_kill``): when the task is marked failed while it waits (sync: ``on_kill``;
     deferred: the trigger's ``on_kill``, Airflow 3.3), or its wait, execution or deferral times out, the
