@@ -58,11 +58,11 @@ def services(stack: ProductionStack, modelreg_sandbox_server: Any) -> Any:
     sandbox.state.outcome_rules.clear()
     sandbox.state.lifecycle_seconds.clear()
     sandbox.state.lifecycle_seconds["*"] = 3.0
-    # The example DAGs' NeMo checkpoints are uploaded (the platform refuses a model naming a missing fileset).
-    from airflow_provider_modelreg.sandbox.nemo import add_fileset
+    # The example DAGs' NeMo workspace, project and checkpoints (with the config.json the spec analysis reads)
+    # are there first, as a user makes them: the platform refuses a model naming a missing project or fileset.
+    from fixtures.nemo import prepare_nemo_platform
 
-    for ref in ("default/support-bot-sft-checkpoint", "default/support-llm-lora-checkpoints"):
-        add_fileset(sandbox.state, ref)
+    prepare_nemo_platform(sandbox.state)
     return sandbox
 
 
