@@ -34,7 +34,9 @@ def test_the_throwaway_key_is_removed_when_the_sandbox_stops(tmp_path: Path) -> 
         keys = list(tmp_path.glob("modelreg-sandbox-oci-*.pem"))
         assert len(keys) == 1 and keys[0].stat().st_mode & 0o077 == 0
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        # Read its output to the end while it stops: a sandbox that logs on shutdown into a pipe nobody reads
+        # blocks on a full pipe and never exits (seen on Airflow 3.0's line, whose logging says more).
+        proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
