@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -61,8 +61,18 @@ def main(argv: list[str] | None = None) -> None:
         if rule not in state.outcome_rules:  # a restart with the same flags must not stack them
             state.outcome_rules.append(rule)
     url = f"http://{args.host}:{args.port}"
-    # SIGTERM before uvicorn takes the signal over still unwinds through the finally below.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = uvicorn.Server(
+        uvicorn.Config(sandbox.app, host=args.host, port=args.port, log_level=args.log_level, lifespan="off")
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # A SIGTERM before uvicorn takes the signal over asks the server not to serve. It must not raise: an
+        # exception raised in a signal handler can land in an import uvicorn makes while it starts (its event
+        # loop's Cython modules), be swallowed there ("Exception ignored in ..."), and leave a sandbox serving
+        # that was told to stop and never is again.
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop)
     key_file = register_oci_key(state, args.oci_key_file)
     try:  # from here on, a SIGTERM (even while the connections are printed) removes the throw-away key
         sandbox.save()
@@ -70,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         print("Connections that reach it:", flush=True)
         for conn_id, conn in sandbox_connections(url, key_file).items():
             print(f"  export AIRFLOW_CONN_{conn_id.upper()}='{json.dumps(conn)}'", flush=True)
-        uvicorn.run(sandbox.app, host=args.host, port=args.port, log_level=args.log_level, lifespan="off")
+        if not server.should_exit:
+            server.run()  # uvicorn sees should_exit set before or while it starts, and stops at once
     finally:
         if not args.oci_key_file:  # the throw-away key of this run: gone when the sandbox stops
             Path(key_file).unlink(missing_ok=True)
