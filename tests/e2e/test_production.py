@@ -216,12 +216,17 @@ def test_a_worker_killed_right_after_the_create_is_retried_and_finds_its_own_mod
 
 def test_waits_ride_out_sixty_seconds_of_503(stack: ProductionStack, services: Any):
     services.state.lifecycle_seconds["*"] = 5.0
+    before = {service: len(services.state.all(service)) for service in ("happyrobot", "nemo")}
     runs = [(dag_id, stack.trigger(dag_id)) for dag_id in ("happyrobot_train", "nemo_register_model")]
-    time.sleep(15)  # the creates are done; the waits are polling
+    stack.wait(  # the creates are done, so what follows meets the waits
+        lambda: all(len(services.state.all(service)) > count for service, count in before.items()),
+        300,
+        "both creates",
+    )
     services.faults.rules.append(
         FaultRule(kind="status", status=503, method="GET", path="^/(api/v1|apis)/", count=None)
     )
-    time.sleep(60)
+    time.sleep(60)  # the outage itself (what the test is about), not a wait for something to happen
     services.faults.rules.clear()
     states = stack.wait_for_runs(runs, 300)
     assert set(states.values()) == {"success"}, {

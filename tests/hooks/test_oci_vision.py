@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fixtures.oci_vision import VISION_COMPARTMENT, VISION_FAST_RETRY, vision_arguments
+from fixtures.oci_vision import VISION_COMPARTMENT, VISION_FAST_RETRY, training_ended, vision_arguments
+from fixtures.waiting import wait_until
 
 from airflow_provider_modelreg.hooks.oci_vision import MODEL_LIFECYCLE, OCIVisionHook
 from airflow_provider_modelreg.http import ApiRequest, ServiceError
@@ -91,8 +91,7 @@ def test_a_read_right_after_create_retries_the_eventual_consistency_404(oci_visi
 
 def test_training_metrics_once_active(oci_vision_hook):
     model_id = oci_vision_hook.create_model(details()).model["id"]
-    time.sleep(1.1)
-    model = oci_vision_hook.get_model(model_id)
+    model = wait_until(lambda: oci_vision_hook.get_model(model_id), training_ended, what="the training's end")
     assert model["lifecycleState"] == "ACTIVE"
     for metric in ("precision", "recall", "averagePrecision", "confidenceThreshold"):
         assert 0 < model[metric] <= 1, metric
@@ -104,8 +103,9 @@ def test_training_metrics_once_active(oci_vision_hook):
 def test_a_failed_training_has_lifecycle_details_and_work_request_errors(oci_vision_hook, sandbox):
     sandbox.sandbox.state.outcome_rules.append(OutcomeRule(service="oci_vision", match="doomed", reason="no labels"))
     created = oci_vision_hook.create_model(details(display_name="doomed"))
-    time.sleep(1.1)
-    model = oci_vision_hook.get_model(created.model["id"])
+    model = wait_until(
+        lambda: oci_vision_hook.get_model(created.model["id"]), training_ended, what="the training's end"
+    )
     assert (model["lifecycleState"], model["lifecycleDetails"]) == ("FAILED", "no labels")
     assert oci_vision_hook.get_work_request(created.work_request_id)["status"] == "FAILED"
     errors = oci_vision_hook.list_work_request_errors(created.work_request_id)

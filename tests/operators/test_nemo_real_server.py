@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from fixtures.nemo_server import NemoServer, wait_until
+from fixtures.nemo_server import NemoServer
+from fixtures.waiting import wait_until
 
 from airflow_provider_modelreg.operators.nemo import NemoCreateModelOperator
 from airflow_provider_modelreg.sensors.nemo import NemoModelSpecSensor

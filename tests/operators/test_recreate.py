@@ -5,10 +5,10 @@ idempotency key, so the service does not hand back the failed one) and leaves th
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 import pytest
+from fixtures.waiting import wait_until
 
 from airflow_provider_modelreg.operators.happyrobot import HappyRobotCreateModelOperator
 from airflow_provider_modelreg.sandbox.state import OutcomeRule
@@ -24,8 +24,14 @@ class FirstTryDiesAsItsModelFails(HappyRobotCreateModelOperator):
 
     def wait(self, ref: dict[str, Any], resource: Any) -> Any:
         if self._first_try:
+            from airflow_provider_modelreg.sandbox.happyrobot import view
+
             state = SANDBOX["state"]
-            time.sleep(state.seconds("happyrobot") + 0.3)  # the model has ended failed by now
+            wait_until(
+                lambda: [view(state, m)["status"] for m in state.all("happyrobot")],
+                lambda statuses: statuses == ["failed"],
+                what="the first try's model to end failed",
+            )
             state.outcome_rules.clear()
             raise RuntimeError("worker died")
         return super().wait(ref, resource)

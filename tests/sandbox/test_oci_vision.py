@@ -11,7 +11,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fixtures.oci import KEY_ID
-from fixtures.oci_vision import VISION_COMPARTMENT, VISION_DATASET, VISION_PROJECT
+from fixtures.oci_vision import VISION_COMPARTMENT, VISION_DATASET, VISION_PROJECT, training_ended
+from fixtures.waiting import wait_until
 
 from airflow_provider_modelreg.auth.oci import OCISigner
 from airflow_provider_modelreg.sandbox.oci_vision import NOT_FOUND_SECONDS
@@ -118,8 +119,7 @@ def test_a_model_trains_from_creating_to_active_with_metrics_and_a_work_request(
     assert created.headers["etag"]
     assert api.get(f"/workRequests/{work_request_id}").json()["status"] in {"ACCEPTED", "IN_PROGRESS"}
 
-    time.sleep(1.1)  # the sandbox fixture's lifecycle is 1 s
-    active = api.get(f"/models/{model['id']}").json()
+    active = wait_until(lambda: api.get(f"/models/{model['id']}").json(), training_ended, what="the training's end")
     assert active["lifecycleState"] == "ACTIVE"
     assert 0 < active["recall"] <= 1 and 0 < active["precision"] <= 1 and 0 < active["averagePrecision"] <= 1
     assert 0 < active["testImageCount"] < active["totalImageCount"]
@@ -137,8 +137,9 @@ def test_a_model_trains_from_creating_to_active_with_metrics_and_a_work_request(
 def test_an_outcome_rule_makes_training_fail_with_a_reason_and_work_request_errors(api, sandbox):
     sandbox.sandbox.state.outcome_rules.append(OutcomeRule(service="oci_vision", match="pets", reason="too few images"))
     created = post_model(api)
-    time.sleep(1.1)
-    model = api.get(f"/models/{created.json()['id']}").json()
+    model = wait_until(
+        lambda: api.get(f"/models/{created.json()['id']}").json(), training_ended, what="the training's end"
+    )
     assert model["lifecycleState"] == "FAILED"
     assert model["lifecycleDetails"] == "too few images"
     assert "precision" not in model
@@ -168,7 +169,11 @@ def test_a_new_model_can_answer_404_for_a_while_when_configured(api, sandbox):
     missing = api.get(f"/models/{hidden}")
     assert missing.status_code == 404
     assert missing.json()["code"] == "NotAuthorizedOrNotFound"
-    time.sleep(0.6)
+    wait_until(
+        lambda: api.get(f"/models/{hidden}").status_code,
+        lambda status: status != 404,
+        what="the model's 404 window to pass",
+    )
     assert api.get(f"/models/{hidden}").status_code == 200
 
 
