@@ -31,7 +31,7 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_modelreg import shared_reads
-from airflow_provider_modelreg.hooks.mlflow import MODEL_VERSION_LIFECYCLE, MlflowHook, quote_filter_value
+from airflow_provider_modelreg.hooks.mlflow import MODEL_VERSION_LIFECYCLE, SEARCH_PAGE_SIZE, MlflowHook, name_filter
 from airflow_provider_modelreg.http import ApiRequest, ServiceClient, ServiceError
 
 READY = "READY"
@@ -85,6 +85,8 @@ class MlflowRegistryEventTrigger(BaseEventTrigger):
         if float(poll_interval) <= 0:
             raise ValueError("poll_interval: must be > 0 seconds")
         self.name = str(name)
+        # Written once, here: a name no filter can select would be refused now, before anything is sent.
+        self._filter = name_filter(self.name)
         self.conn_id = conn_id
         self.poll_interval = float(poll_interval)
         self.emit_existing = bool(emit_existing)
@@ -137,10 +139,14 @@ class MlflowRegistryEventTrigger(BaseEventTrigger):
         return client, MlflowHook.api_prefixes(conn)[1]
 
     async def read_versions(self, client: ServiceClient, registry_api: str) -> list[dict[str, Any]]:
-        """Every version of the model, page by page (the search the lifecycle spec's list read makes)."""
+        """Every version of the model, page by page, selected by the hooks' one name filter (``name_filter``:
+        a quoted literal, or ``LIKE`` for a name holding both quote characters, which MLflow takes as a name
+        but its filter grammar cannot quote). A ``LIKE`` may also select other models: only this one's
+        versions are kept."""
         lr = MODEL_VERSION_LIFECYCLE.list_read
         assert lr is not None
-        req: ApiRequest | None = lr.request((registry_api, quote_filter_value(self.name)))  # type: ignore[assignment]
+        params = {"filter": self._filter, "max_results": SEARCH_PAGE_SIZE}
+        req: ApiRequest | None = ApiRequest("GET", f"{registry_api}/model-versions/search", params=params)
         versions: list[dict[str, Any]] = []
         while req is not None:
             response = await client.arequest(req)

@@ -270,3 +270,50 @@ def test_a_version_pending_when_the_watcher_starts_is_an_event_once_ready(aidp_t
         return watch.events[0]
 
     assert versions(asyncio.run(scenario())) == ["1"]
+
+
+QUOTED_NAMES = {
+    "single": "it's",
+    "double": 'say "hi"',
+    # MLflow takes it as a name; its filter grammar has no escape for either quote: found with LIKE.
+    "both": """say "hi" it's""",
+}
+
+
+@pytest.mark.parametrize("kind", list(QUOTED_NAMES))
+def test_a_name_holding_quotes_is_watched_and_only_its_own_versions_are_events(mlflow_target, kind):
+    name = mlflow_target.unique("quoted") + " " + QUOTED_NAMES[kind]
+    # A model a LIKE written for the name would also select ('_' takes any one character): never an event.
+    sibling = name.replace("'", "_") + ("" if kind == "both" else "-other")
+    for model in (name, sibling):
+        register(mlflow_target, model)
+        wait_ready(mlflow_target, model)
+
+    async def scenario() -> list[dict[str, Any]]:
+        watch = Watch(MlflowRegistryEventTrigger(name=name, conn_id=HOOK_CONN_ID, poll_interval=0.2))
+        watch.start()
+        await watch.baseline()
+        await asyncio.to_thread(register, mlflow_target, sibling)
+        await asyncio.to_thread(register, mlflow_target, name)  # version 2 of the watched model
+        await watch.until(lambda: len(watch.events[0]) >= 1)
+        await asyncio.to_thread(wait_ready, mlflow_target, sibling, "2")
+        await watch.quiet_reads(3)  # the sibling's READY version 2 has been read: still no event for it
+        await watch.stop()
+        return watch.events[0]
+
+    events = asyncio.run(scenario())
+    assert [(e["name"], e["version"]) for e in events] == [(name, "2")]
+
+
+def test_a_name_no_registry_can_hold_is_refused_when_the_watcher_is_made_and_nothing_is_sent(monkeypatch):
+    sent: list[Any] = []
+
+    async def record(self: ServiceClient, req: Any) -> Any:
+        sent.append(req)
+        raise AssertionError("nothing may be sent")
+
+    monkeypatch.setattr(ServiceClient, "arequest", record)
+    for blank in ("", " ", "\n"):
+        with pytest.raises(ValueError, match=r"^name: the registered model to watch must not be empty"):
+            MlflowRegistryEventTrigger(name=blank, conn_id=HOOK_CONN_ID)
+    assert sent == []

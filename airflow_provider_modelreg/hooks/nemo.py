@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, connection_extras
 from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, ServiceError, api_path
 from airflow_provider_modelreg.models.base import validate_request
-from airflow_provider_modelreg.models.nemo import LEGACY, ModelEntityRef, WorkspaceRef
+from airflow_provider_modelreg.models.nemo import EITHER, LEGACY, ModelEntityRef, WorkspaceRef
 from airflow_provider_modelreg.spec import CancelSpec, LifecycleSpec, ListRead, at, page_numbers
 from airflow_provider_modelreg.transport import transport_options
 
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 # The platform's own default workspace name.
 DEFAULT_WORKSPACE = "default"
 API_PREFIX = "/apis/models/v2"
-LEGACY_RULE = {"name_rule": LEGACY}
+# Paths take a name of either rule (today's or 0.3.0's): the connection's rule is the operators' and sensors'.
+PATH_NAMES = {"name_rule": EITHER}
 
 SPEC_READY = "SPEC_READY"
 AWAITING_SPEC = "AWAITING_SPEC"
@@ -35,13 +36,14 @@ AWAITING_FILESET = "AWAITING_FILESET"
 def models_path(workspace: str, name: str | None = None) -> str:
     """``/apis/models/v2/workspaces/{workspace}/models[/{name}]``, both checked against the name rule.
 
-    Paths accept the looser pre-0.4.0 rule (both are quoted, so neither can leave its segment): which rule
-    a platform enforces is the connection's ``name_rule``, applied by the operators and sensors.
+    Paths accept a name of either rule, today's or the pre-0.4.0 one (both are quoted, so neither can leave its
+    segment): which rule a platform enforces is the connection's ``name_rule``, applied by the operators and
+    sensors.
     """
     if name is None:
-        validate_request(WorkspaceRef, {"workspace": workspace}, LEGACY_RULE)
+        validate_request(WorkspaceRef, {"workspace": workspace}, PATH_NAMES)
         return api_path(f"{API_PREFIX}/workspaces/{{}}/models", workspace)
-    validate_request(ModelEntityRef, {"workspace": workspace, "name": name}, LEGACY_RULE)
+    validate_request(ModelEntityRef, {"workspace": workspace, "name": name}, PATH_NAMES)
     return api_path(f"{API_PREFIX}/workspaces/{{}}/models/{{}}", workspace, name)
 
 
@@ -242,7 +244,7 @@ class NemoModelsHook(ModelRegHook):
         0.6.0), which names nothing and would be retried as a server fault; the workspace read answers 404."""
         try:
             workspace = self.default_workspace
-            validate_request(WorkspaceRef, {"workspace": workspace}, LEGACY_RULE)
+            validate_request(WorkspaceRef, {"workspace": workspace}, PATH_NAMES)
             self.request(ApiRequest("GET", api_path(f"{ENTITIES_PREFIX}/workspaces/{{}}", workspace)))
         except ServiceError as exc:
             if exc.status == 404:

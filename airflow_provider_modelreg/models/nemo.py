@@ -30,32 +30,49 @@ _NAME = re.compile(NAME_PATTERN)
 _LEGACY_NAME = re.compile(LEGACY_NAME_PATTERN)
 
 
-def _rule(info: ValidationInfo | None) -> tuple[re.Pattern[str], str]:
-    legacy = bool(info and info.context and str(info.context.get("name_rule")) == LEGACY)
-    return (_LEGACY_NAME, LEGACY_NAME_RULE) if legacy else (_NAME, NAME_RULE)
+# Paths (the hook's own fence): a name either rule allows can exist on some platform, so either is let through.
+EITHER = "either"
 
 
-def _mismatch(pattern: re.Pattern[str], rule: str, what: str) -> PydanticCustomError:
+def _rules(info: ValidationInfo | None) -> list[tuple[re.Pattern[str], str]]:
+    rule = str(info.context.get("name_rule")) if info and info.context else None
+    if rule == LEGACY:
+        return [(_LEGACY_NAME, LEGACY_NAME_RULE)]
+    if rule == EITHER:
+        return [(_NAME, NAME_RULE), (_LEGACY_NAME, LEGACY_NAME_RULE)]
+    return [(_NAME, NAME_RULE)]
+
+
+def _mismatch(rules: list[tuple[re.Pattern[str], str]], what: str) -> PydanticCustomError:
     return PydanticCustomError(
         "string_pattern_mismatch",
         "String should match pattern '{pattern}' ({what}: {rule})",
-        {"pattern": pattern.pattern, "what": what, "rule": rule},
+        {
+            "pattern": "' or '".join(p.pattern for p, _ in rules),
+            "what": what,
+            "rule": " or ".join(r for _, r in rules),
+        },
     )
 
 
+def _is_name(value: str, rules: list[tuple[re.Pattern[str], str]]) -> bool:
+    # fullmatch, not match: "$" would let a trailing newline through
+    return any(pattern.fullmatch(value) for pattern, _ in rules)
+
+
 def _check_name(value: str, info: ValidationInfo) -> str:
-    pattern, rule = _rule(info)
-    if not pattern.fullmatch(value):  # not match: "$" would let a trailing newline through
-        raise _mismatch(pattern, rule, "a NeMo Platform name")
+    rules = _rules(info)
+    if not _is_name(value, rules):
+        raise _mismatch(rules, "a NeMo Platform name")
     return value
 
 
 def _check_reference(value: str, info: ValidationInfo) -> str:
     """``name`` (the model's own workspace) or ``workspace/name``: each segment follows the name rule."""
-    pattern, rule = _rule(info)
+    rules = _rules(info)
     segments = value.split("/")
-    if len(segments) > 2 or not all(pattern.fullmatch(segment) for segment in segments):
-        raise _mismatch(pattern, rule, "'name' or 'workspace/name', each part")
+    if len(segments) > 2 or not all(_is_name(segment, rules) for segment in segments):
+        raise _mismatch(rules, "'name' or 'workspace/name', each part")
     return value
 
 

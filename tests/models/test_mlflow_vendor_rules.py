@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_modelreg.hooks.mlflow import validate_alias
+from airflow_provider_modelreg.hooks.mlflow import name_filter, validate_alias
 from airflow_provider_modelreg.models.base import InvalidRequest, validate_request
 from airflow_provider_modelreg.models.mlflow import (
     AIDP_RULES,
@@ -301,3 +301,40 @@ def test_the_seed_limits_on_model_versions_are_mlflows_column_widths(mlflow_orac
             validate_request(CreateModelVersionRequest, body | {field: "x" * (width + 1)})
     assert widths["model_version.name"] == MLFLOW_NAME_COLUMN
     assert widths["model_version_tag.key"] == 250
+
+
+# -- names in search filters: every name MLflow takes can be found, before anything is made -----------------
+QUOTES = ["'", '"', "\\", "%", "_", "`", " ", "a", "A", "\n", "é"]
+quoted = st.text(alphabet=st.sampled_from(QUOTES), min_size=1, max_size=8)
+
+
+def look_alikes(name: str) -> list[str]:
+    """The name and models a LIKE written for it may also select (a quote or backslash read as any one
+    character, another case)."""
+    return list(dict.fromkeys([name, name.replace("'", "_"), name.replace("\\", "_"), name.swapcase(), name + "x"]))
+
+
+@pytest.mark.parametrize("version", ["3.17.2", "2.22.5"])
+def test_every_name_mlflow_takes_is_selected_by_the_providers_name_filter(mlflow_oracles, version):
+    """Issue 29: a name holding both quote characters passed validation, its model was made, then the operator
+    raised writing the filter to find it. Now every name MLflow takes has a filter (``name_filter``: a quoted
+    literal, or LIKE when the name holds both quotes) that MLflow's own registry search parses and that selects
+    the name; keeping the exact name (as every caller does) leaves that one model."""
+    oracle = mlflow_oracles.get(version)
+
+    @VENDOR_SETTINGS
+    @given(batch=st.lists(st.one_of(quoted, names), min_size=BATCH // 2, max_size=BATCH // 2))
+    def judged(batch: list[str]) -> None:
+        taken = [
+            name
+            for name, (verdict, _) in zip(
+                batch, oracle.judge([("registered_model_name", [n]) for n in batch]), strict=True
+            )
+            if verdict == "ok"
+        ]
+        searches = oracle.judge([("model_version_search", [name_filter(n), look_alikes(n)]) for n in taken])
+        for name, (verdict, answer) in zip(taken, searches, strict=True):
+            assert verdict == "ok", f"MLflow {version} cannot parse {name_filter(name)!r} for {name!r}: {answer}"
+            assert [n for n in answer["selected"] if n == name] == [name], (name, name_filter(name), answer)
+
+    judged()

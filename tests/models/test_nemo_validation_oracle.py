@@ -1,6 +1,8 @@
-"""The provider refuses a NeMo model-entity create body before sending it exactly when NVIDIA's server request
-class (``CreateModelEntityRequest`` of nemo-platform 0.6.0, imported in ``.venv-nemo-server`` by a subprocess
-oracle, tests/models/nemo_validation_oracle.py) refuses it: Hypothesis draws the bodies.
+"""The provider refuses what it would send to NVIDIA's Models API exactly when NVIDIA's server code refuses it
+(nemo-platform 0.6.0's request classes and functions, imported in ``.venv-nemo-server`` by a subprocess oracle,
+tests/models/nemo_validation_oracle.py): model-entity create bodies, the path parameters (workspace, model name)
+and the ``fileset`` reference. Hypothesis draws them. The provider sends no PATCH (update) body: an existing
+entity that differs fails the task (``entity_differences``) and is never changed.
 
 Where the provider is deliberately stricter than that class, the field is listed in ``STRICTER`` with the rule's
 source: the server refuses those later (a 400 after its own lookup), so the provider refuses them before
@@ -19,8 +21,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from airflow_provider_modelreg.models.base import InvalidRequest, validate_request
-from airflow_provider_modelreg.models.nemo import BackendFormat, CreateModelEntity, FinetuningType
+from airflow_provider_modelreg.hooks.nemo import models_path
+from airflow_provider_modelreg.models.base import InvalidRequest, RequestModel
+from airflow_provider_modelreg.models.nemo import (
+    BackendFormat,
+    CreateModelEntity,
+    FinetuningType,
+    ModelEntityRef,
+    validate_names,
+)
 
 REPO = Path(__file__).parents[2]
 SERVER_PYTHON = Path(os.environ.get("MODELREG_NEMO_SERVER_VENV", REPO / ".venv-nemo-server")) / "bin" / "python"
@@ -29,7 +38,8 @@ ORACLE = Path(__file__).parent / "nemo_validation_oracle.py"
 # Fields the provider checks harder than the request class, and why (the vendor's own later refusal).
 STRICTER = {
     # The class takes any string; the create route then parses the reference ('name' or 'workspace/name') and
-    # looks the fileset up, answering 400 (nemo-platform 0.6.0 models API) for one it cannot read or find.
+    # looks the fileset up, answering 400 (nemo-platform 0.6.0 models API) for one it cannot read or find. That
+    # rule is compared on its own below (test_a_fileset_reference_is_refused_exactly_when_...).
     "fileset": "models API create route: parse_entity_ref + fileset lookup, 400",
     # Each provider is a 'workspace/name' resource name (the class's own description); the server resolves them.
     "model_providers": "CreateModelEntityRequest.model_providers description: ModelProvider workspace/name",
@@ -48,7 +58,19 @@ def trailing_newline(value: Any) -> bool:
     return isinstance(value, str) and value.endswith("\n")
 
 
-STRICTER_VALUES = {"name": trailing_newline, "project": trailing_newline}
+def unclean_reference(value: Any) -> bool:
+    # The create route strips a fileset reference before it looks the fileset up (parse_entity_ref), so
+    # " ws/ckpt" finds ws/ckpt; the provider takes a reference only in its clean form (a templating slip is refused,
+    # nothing sent), and refuses a part ending in a newline for the reason above.
+    return isinstance(value, str) and (value != value.strip() or any(map(trailing_newline, value.split("/"))))
+
+
+STRICTER_VALUES = {
+    "name": trailing_newline,
+    "project": trailing_newline,
+    "workspace": trailing_newline,
+    "fileset": unclean_reference,
+}
 
 
 def deliberately_stricter(body: dict[str, Any]) -> set[str]:
@@ -71,9 +93,9 @@ def oracle() -> Any:
         env={"PATH": "/usr/bin:/bin", "NMP_CONFIG_WARNINGS_DISABLED": "1", "NEMO_TELEMETRY_ENABLED": "false"},
     )
 
-    def verdict(body: dict[str, Any]) -> set[str]:
+    def verdict(body: Any, check: str = "create") -> set[str]:
         assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(json.dumps(body) + "\n")
+        process.stdin.write(json.dumps({"check": check, "value": body}) + "\n")
         process.stdin.flush()
         return set(json.loads(process.stdout.readline())["refused"])
 
@@ -84,15 +106,16 @@ def oracle() -> Any:
         process.wait(timeout=30)
 
 
-def provider_refuses(body: dict[str, Any]) -> set[str]:
-    """The top-level fields the provider's request model refuses (validate_request runs the same model and
-    raises InvalidRequest naming them)."""
+def provider_refuses(body: dict[str, Any], model: type[RequestModel] = CreateModelEntity) -> set[str]:
+    """The top-level fields the provider's request model refuses under today's name rule (validate_names, which
+    the operators and the sensor run, raises InvalidRequest naming them; ``names()`` is read only then)."""
     try:
-        CreateModelEntity.model_validate(body)
+        model.model_validate(body)
     except ValidationError as exc:
         with pytest.raises(InvalidRequest):
-            validate_request(CreateModelEntity, body)
+            validate_names(model, body, lambda: {})
         return {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+    assert validate_names(model, body, lambda: {}) is not None
     return set()
 
 
@@ -123,3 +146,45 @@ def test_the_provider_refuses_exactly_what_nvidias_request_class_refuses(oracle,
     theirs = oracle(body) - stricter
     ours = provider_refuses(body) - stricter
     assert ours == theirs, f"{body!r}: NVIDIA refuses {sorted(theirs)}, the provider {sorted(ours)}"
+
+
+# -- path parameters and references: only names a workspace, model or fileset can have ----------------------------
+# NVIDIA's routes take any string as {workspace} and {name} (nemo-platform 0.6.0 models API) and answer 404 for
+# one no entity has; what can exist is what the classes that make workspaces, models and filesets take.
+path_names = st.one_of(names, st.sampled_from([".", "..", "a%2Fb", "ab?x=1", "ab#c", "default", "a" * 63, "a" * 64]))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(workspace=path_names, name=path_names)
+def test_path_parameters_are_refused_exactly_when_no_workspace_or_model_can_have_them(oracle, workspace, name):
+    ref = {"workspace": workspace, "name": name}
+    stricter = deliberately_stricter(ref) & set(ref)
+    theirs = (oracle(workspace, "workspace_name") | oracle(name, "model_name")) - stricter
+    ours = provider_refuses(ref, ModelEntityRef) - stricter
+    assert ours == theirs, f"{ref!r}: NVIDIA refuses {sorted(theirs)}, the provider {sorted(ours)}"
+    if not ours and not stricter:
+        # The hook's own fence (looser: a pre-0.4.0 platform's names too) lets every such path through, each
+        # parameter one quoted segment.
+        assert models_path(workspace, name).count("/") == models_path(workspace).count("/") + 1
+
+
+fileset_references = st.one_of(
+    path_names,
+    st.builds(lambda ws, fs: f"{ws}/{fs}", path_names, path_names),
+    st.builds(
+        lambda pad, ref, end: pad + ref + end,
+        st.sampled_from(["", " ", "\t"]),
+        st.from_regex(r"[a-z][a-z0-9\-.]{1,8}(/[a-z][a-z0-9\-_]{1,8})?", fullmatch=True),
+        st.sampled_from(["", " ", "\n", "/", "//x"]),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reference=fileset_references)
+def test_a_fileset_reference_is_refused_exactly_when_the_create_route_could_find_no_fileset_by_it(oracle, reference):
+    body = {"name": "model-a", "fileset": reference}
+    stricter = deliberately_stricter(body) - set(STRICTER) | ({"fileset"} if unclean_reference(reference) else set())
+    theirs = oracle(reference, "fileset_reference") - stricter
+    ours = provider_refuses(body) - stricter
+    assert ours == theirs, f"{reference!r}: NVIDIA finds no fileset by it: {bool(theirs)}, the provider refuses {ours}"
