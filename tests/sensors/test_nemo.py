@@ -55,9 +55,8 @@ def test_waits_for_the_spec_sync_and_deferred_with_the_same_xcom(run_dag, nemo_h
     ender.join(timeout=5)
 
     assert (sync.state, deferred.state) == ("success", "success")
-    # The triggerer waited for the entity's running spec-analysis job (the entity answers no spec meanwhile).
-    assert [sorted(ref) for ref in trigger_runs] == [["job", "name", "workspace"]]
-    assert trigger_runs[0]["job"].startswith("models-system-")
+    # The triggerer waited on the entity (its spec watches the spec-analysis job): one wait, on the entity's ref.
+    assert trigger_runs == [{"workspace": "team-a", "name": "deferred-bot"}]
     sync_entity, deferred_entity = sync.xcom("wait_for_spec"), deferred.xcom("wait_for_spec")
     assert sync_entity["spec"] is not None and sync_entity["spec"] == deferred_entity["spec"]
     assert (sync_entity["name"], deferred_entity["name"]) == ("sync-bot", "deferred-bot")
