@@ -55,9 +55,12 @@ def wait_sync(
     deadline = time.monotonic() + timeout
     while True:
         try:
-            data = client.request(spec.read(ref)).data
+            obs = waiter.evaluate(client.request(spec.read(ref)).data)
+            if watch := waiter.watch_request(obs):
+                obs = waiter.watched(obs, client.request(watch).data)
         except ServiceError as exc:
-            # A transient error outlasting the per-request retries is ridden out until the wait's deadline.
+            # A transient error outlasting the per-request retries (of the resource's read or the spec's watch
+            # read) is ridden out until the wait's deadline.
             left = deadline - time.monotonic()
             if not exc.retryable or left <= 0:
                 raise
@@ -66,9 +69,6 @@ def wait_sync(
             )
             sleep(min(poll_interval, max(left, 0.01)))
             continue
-        obs = waiter.evaluate(data)
-        if watch := waiter.watch_request(obs):
-            obs = waiter.watched(obs, client.request(watch).data)
         if obs.outcome == "success":
             (logger or log).info("%s reached %s", spec.describe(ref), obs.state)
             return obs.resource
@@ -234,7 +234,16 @@ class LifecycleTrigger(BaseTrigger):
                 obs = waiter.evaluate(data)
                 seen = coalesce.remembered(spec, obs.resource)
                 if spec.watch is not None and (watch := waiter.watch_request(obs)):
-                    obs = waiter.watched(obs, (await client.arequest(watch)).data)
+                    try:
+                        obs = waiter.watched(obs, (await client.arequest(watch)).data)
+                    except ServiceError as exc:  # ridden out as the resource's own read is
+                        left = end_time - time.time()
+                        if not exc.retryable or left <= 0:
+                            raise
+                        pause = min(self.poll_interval, max(left, 0.01))
+                        log.warning("%s could not be read (%s); next check in %.1fs", waiter.label, exc, pause)
+                        await ticks.sleep(pause)
+                        continue
                 if obs.outcome != "waiting":
                     log.info("%s reached %s; resuming the task", waiter.label, obs.state)
                 if obs.outcome == "success":

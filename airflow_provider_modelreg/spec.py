@@ -110,10 +110,14 @@ class LifecycleSpec:
     format_details: Callable[[Any], str | None] = field(default=lambda _data: None)
     # How deferred waits on one triggerer share one paged list read (coalesce.py); None: each reads alone.
     list_read: ListRead | None = None
-    # A second read while the resource waits, whose answer can end the wait at once: ``watch_failure``
-    # gives (state, reason) when it shows a failure (NeMo: the spec-analysis job on the jobs API).
+    # A second read beside the resource's own, for remote work that decides the wait although the resource
+    # does not show it (NeMo: the spec-analysis job on the jobs API). ``watch(ref, resource)`` gives the read
+    # (None: nothing to watch); it is asked while the resource waits and when it reads success. ``watch_verdict``
+    # judges the answer: a WatchVerdict "failure" ends the wait at once with its reason; "waiting" keeps a
+    # wait going although the resource reads success (work under way will rewrite it); None leaves the
+    # resource's own verdict. The sync sensor, the sync wait and the trigger all run it (Waiter.watched).
     watch: Callable[[Mapping[str, Any], Any], ApiRequest | None] | None = None
-    watch_failure: Callable[[Mapping[str, Any], Any], tuple[str, str] | None] = field(default=lambda _ref, _data: None)
+    watch_verdict: Callable[[Mapping[str, Any], Any], WatchVerdict | None] = field(default=lambda _ref, _data: None)
     # How to stop the remote work of a resource still in progress (cancellation.py runs it), or why the
     # service offers no way to; None: nothing declared (said so in the log).
     cancel: CancelSpec | None = None
@@ -219,6 +223,14 @@ class ListRead:
     keep: tuple[str, ...] | None = None
 
 
+class WatchVerdict(NamedTuple):
+    """What a spec's watch read decides: the wait fails (with ``reason``) or goes on, in ``state``."""
+
+    outcome: Literal["failure", "waiting"]
+    state: str
+    reason: str | None = None
+
+
 class Observation(NamedTuple):
     # A tuple, not a dataclass: cheap to make on every poll, and untracked by the garbage collector once it
     # holds only strings and an untracked resource.
@@ -272,15 +284,20 @@ class Waiter:
         return Observation("waiting", state, resource)
 
     def watch_request(self, obs: Observation) -> ApiRequest | None:
-        """The spec's watch read, while the resource is still waiting (None: nothing to watch)."""
-        if obs.outcome != "waiting" or self.spec.watch is None:
+        """The spec's watch read, while the resource waits or reads success (None: nothing to watch)."""
+        if obs.outcome == "failure" or self.spec.watch is None:
             return None
         return self.spec.watch(self.ref, obs.resource)
 
     def watched(self, obs: Observation, data: Any) -> Observation:
-        """``obs``, or a failure when the watch read's answer shows one."""
-        failed = self.spec.watch_failure(self.ref, data)
-        return Observation("failure", failed[0], obs.resource, failed[1]) if failed else obs
+        """``obs`` as the watch read's answer leaves it: failed, held back from success, or unchanged."""
+        verdict = self.spec.watch_verdict(self.ref, data)
+        if verdict is None:
+            return obs
+        if verdict.outcome == "failure":
+            return Observation("failure", verdict.state, obs.resource, verdict.reason)
+        # A resource already waiting keeps its own state (it says more about what is awaited).
+        return Observation("waiting", verdict.state, obs.resource) if obs.outcome == "success" else obs
 
     def failure_message(self, obs: Observation, details: Any = None) -> str:
         parts = [f"{self.label} ended {obs.state}"]

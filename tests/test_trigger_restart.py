@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
-from unittest.mock import ANY
 
 import pytest
 from fixtures.oci_vision import VISION_FAST_RETRY, vision_arguments
@@ -435,21 +434,13 @@ def test_an_event_delivered_twice_to_a_sensor_only_reads(
     finish_later(waitable.finish, 0.5)
     ctx = context(f"wait_{service}")
     event, method = deferred_event(sensor_for(service, waitable), ctx)
-    if service == "nemo":
-        # The NeMo sensor waits for the entity's spec-analysis job first (the entity answers an older
-        # fileset's spec until it ends): its event is the job's, and delivering it reads the entity.
-        assert event == {"status": "success", "state": "completed", "ref": {**waitable.ref, "job": ANY}}
-    else:
-        assert event == {"status": "success", "state": waitable.success_state, "ref": waitable.ref}
+    assert event == {"status": "success", "state": waitable.success_state, "ref": waitable.ref}
     before = resource_count(slow_lifecycles)
     counted = requests_seen()
 
     first, second = deliver_twice(lambda: sensor_for(service, waitable), method, ctx, event)
     assert first == second
-    # One read of the resource per delivery; the NeMo sensor's job event also reads the entity's newest
-    # spec-analysis job and then the entity (three per delivery).
-    reads_per_delivery = 3 if service == "nemo" else 1
-    assert counted.writes == 0 and counted["GET"] == 2 * reads_per_delivery
+    assert counted.writes == 0 and counted["GET"] == 2  # one read of the resource per delivery
     assert resource_count(slow_lifecycles) == before
 
 

@@ -14,7 +14,7 @@ from airflow_provider_modelreg.hooks.base import ModelRegHook, base_url_of, conn
 from airflow_provider_modelreg.http import ApiRequest, BearerAuth, RetryPolicy, ServiceClient, ServiceError, api_path
 from airflow_provider_modelreg.models.base import validate_request
 from airflow_provider_modelreg.models.nemo import EITHER, LEGACY, ModelEntityRef, WorkspaceRef
-from airflow_provider_modelreg.spec import CancelSpec, LifecycleSpec, ListRead, at, page_numbers
+from airflow_provider_modelreg.spec import CancelSpec, LifecycleSpec, ListRead, WatchVerdict, at, page_numbers
 from airflow_provider_modelreg.transport import transport_options
 
 if TYPE_CHECKING:
@@ -69,6 +69,11 @@ ENTITIES_PREFIX = "/apis/entities/v2"
 SPEC_JOB_SOURCE = "models-system"
 SPEC_FAILED = "SPEC_ANALYSIS_ERROR"
 SPEC_CANCELLED = "SPEC_ANALYSIS_CANCELLED"
+# The wait's state while the entity's newest spec-analysis job runs although the entity answers a spec (the
+# previous fileset's, after a PATCH to a new one).
+SPEC_ANALYSIS_RUNNING = "SPEC_ANALYSIS_RUNNING"
+# A spec-analysis job's statuses (the jobs API's PlatformJobStatus) while it may still write a spec.
+SPEC_JOB_RUNNING = frozenset({"created", "pending", "active", "cancelling", "pausing", "paused", "resuming"})
 
 
 def spec_job_description(ref: Mapping[str, Any]) -> str:
@@ -76,15 +81,26 @@ def spec_job_description(ref: Mapping[str, Any]) -> str:
     return f"Model Spec Analyzer for model {ref['workspace']}/{ref['name']}"
 
 
-def watch_spec_job(ref: Mapping[str, Any], entity: Any) -> ApiRequest | None:
-    """While the spec is awaited from a fileset: the workspace's models-system jobs, newest first."""
-    if spec_state(entity) != AWAITING_SPEC:
-        return None
+def spec_jobs_request(workspace: str) -> ApiRequest:
+    """The workspace's models-system jobs, newest first."""
     return ApiRequest(
         "GET",
-        api_path(f"{JOBS_PREFIX}/workspaces/{{}}/jobs", ref["workspace"]),
+        api_path(f"{JOBS_PREFIX}/workspaces/{{}}/jobs", workspace),
         params={"filter[source]": SPEC_JOB_SOURCE, "sort": "-created_at", "page_size": 100},
     )
+
+
+def watch_spec_job(ref: Mapping[str, Any], entity: Any) -> ApiRequest | None:
+    """Whenever the entity names a fileset, spec or not: its spec-analysis jobs (spec_job_verdict judges them).
+
+    The platform starts a job when an entity gets a fileset (create, or a PATCH to a new one) and keeps
+    answering the previous fileset's spec until that job has written the new one (nemo-platform 0.6.0), so a
+    spec present is the asked-about fileset's only once no job of the entity still runs."""
+    if spec_state(entity) == AWAITING_FILESET:
+        return None
+    if isinstance(entity, Mapping) and not entity.get("fileset"):
+        return None  # a hand-written spec, no fileset: no job will ever rewrite it
+    return spec_jobs_request(ref["workspace"])
 
 
 def spec_job_of(ref: Mapping[str, Any], data: Any) -> Mapping[str, Any] | None:
@@ -109,19 +125,32 @@ def cancel_spec_job(ref: Mapping[str, Any], _entity: Any, found: Any) -> ApiRequ
     )
 
 
-def spec_job_failure(ref: Mapping[str, Any], data: Any) -> tuple[str, str] | None:
-    """(state, reason) when the entity's newest spec-analysis job ended ``error`` or ``cancelled`` (a newer
-    job after a PATCH wins over an older failed one); None while it runs or when it is not listed."""
+def spec_job_verdict(ref: Mapping[str, Any], data: Any) -> WatchVerdict | None:
+    """What the entity's newest spec-analysis job decides (a newer job after a PATCH wins over older ones).
+
+    Running: the wait goes on, even while the entity answers an older fileset's spec. ``error``: the wait
+    fails at once with the job's message. ``cancelled``: it fails too, as nothing will write the spec.
+    ``completed``, or no job listed: the entity's own answer decides."""
     job = spec_job_of(ref, data)
     if job is None:
         return None
-    if job.get("status") == "cancelled":
-        return SPEC_CANCELLED, f"spec-analysis job {job.get('name')} was cancelled"
-    if job.get("status") != "error":
+    status = job.get("status")
+    if status in SPEC_JOB_RUNNING:
+        return WatchVerdict("waiting", SPEC_ANALYSIS_RUNNING)
+    if status == "cancelled":
+        return WatchVerdict(
+            "failure",
+            SPEC_CANCELLED,
+            f"spec-analysis job {job.get('name')} was cancelled, so the spec of the entity's fileset will not be "
+            "written (PATCH the fileset again to start a new analysis)",
+        )
+    if status != "error":
         return None
     details = job.get("error_details") or job.get("status_details") or {}
     message = details.get("message") if isinstance(details, Mapping) else None
-    return SPEC_FAILED, f"spec-analysis job {job.get('name')} ended error: {message or details or 'no message'}"
+    return WatchVerdict(
+        "failure", SPEC_FAILED, f"spec-analysis job {job.get('name')} ended error: {message or details or 'no message'}"
+    )
 
 
 # The ref is {"workspace", "name"} in that order, so describe() reads "... workspace=ws, name=n" and every
@@ -133,13 +162,14 @@ MODEL_SPEC_LIFECYCLE = LifecycleSpec(
     read=read_model,
     state=spec_state,
     success=frozenset({SPEC_READY}),
-    # The entity carries no failure signal (a failed spec-analysis job leaves spec null for ever): the job
-    # on the jobs API is watched, and its ``error`` fails the wait at once with the job's message.
+    # The entity carries no failure signal (a failed spec-analysis job leaves spec null for ever) nor says that
+    # a new spec is being made: its newest job on the jobs API is watched with every read, by the sync sensor,
+    # the deferrable one, the operators' waits and the trigger alike (spec_job_verdict).
     failure=frozenset({SPEC_FAILED, SPEC_CANCELLED}),
     watch=watch_spec_job,
-    watch_failure=spec_job_failure,
+    watch_verdict=spec_job_verdict,
     cancel=CancelSpec(find=watch_spec_job, request=cancel_spec_job, effect="its spec-analysis job was cancelled"),
-    in_progress=frozenset({AWAITING_SPEC, AWAITING_FILESET}),
+    in_progress=frozenset({AWAITING_SPEC, AWAITING_FILESET, SPEC_ANALYSIS_RUNNING}),
     # Every entity of the workspace (the list cannot filter on a null spec), 1000 a page: the most the platform
     # serves. Its models route passes page_size to the entity store, which takes 1..1000 and answers more with
     # an error the route turns into a 500 (nemo-platform 0.6.0 / nemo-helix 0.8.1 server code).
@@ -151,36 +181,6 @@ MODEL_SPEC_LIFECYCLE = LifecycleSpec(
         paging=page_numbers("page", at("pagination.total_pages"), "data"),
         keep=("name", "spec", "fileset"),
     ),
-)
-
-
-# A spec-analysis job's statuses (the jobs API's PlatformJobStatus) while it may still write a spec.
-SPEC_JOB_RUNNING = frozenset({"created", "pending", "active", "cancelling", "pausing", "paused", "resuming"})
-
-
-def read_spec_job(ref: Mapping[str, Any]) -> ApiRequest:
-    return ApiRequest("GET", api_path(f"{JOBS_PREFIX}/workspaces/{{}}/jobs/{{}}", ref["workspace"], ref["job"]))
-
-
-def spec_job_reason(job: Any) -> str | None:
-    details = (job.get("error_details") or job.get("status_details") or {}) if isinstance(job, Mapping) else {}
-    return str(details.get("message")) if isinstance(details, Mapping) and details.get("message") else None
-
-
-# One spec-analysis job, waited for when an entity's newest job still runs: after a PATCH to a new fileset the
-# entity keeps answering the previous fileset's spec until that job ends (nemo-platform 0.6.0), so a wait on the
-# entity alone would end at once with the old spec. ``completed`` means the new spec is written (NVIDIA's task
-# PATCHes it before it exits); ``error`` and ``cancelled`` fail the wait with the job's own message.
-SPEC_JOB_LIFECYCLE = LifecycleSpec(
-    key="airflow_provider_modelreg.hooks.nemo:SPEC_JOB_LIFECYCLE",
-    hook="airflow_provider_modelreg.hooks.nemo:NemoModelsHook",
-    noun="NeMo spec-analysis job",
-    read=read_spec_job,
-    state=lambda job: job.get("status") if isinstance(job, Mapping) else None,
-    success=frozenset({"completed"}),
-    failure=frozenset({"error", "cancelled"}),
-    in_progress=SPEC_JOB_RUNNING,
-    reason=spec_job_reason,
 )
 
 
@@ -311,13 +311,6 @@ class NemoModelsHook(ModelRegHook):
             if not batch or page >= total_pages or (max_pages is not None and page >= max_pages):
                 return entities
             page += 1
-
-    def newest_spec_job(self, workspace: str, name: str) -> Mapping[str, Any] | None:
-        """The entity's newest spec-analysis job on the jobs API (None: it has had none)."""
-        ref = {"workspace": workspace, "name": name}
-        listing = watch_spec_job(ref, {"spec": None, "fileset": "any"})
-        assert listing is not None
-        return spec_job_of(ref, self.request(listing).data)
 
     def delete_model(self, workspace: str, name: str) -> None:
         """Delete a model entity (204)."""

@@ -116,18 +116,18 @@ class LifecycleSensor(BaseSensorOperator):
         if self._waiter is None:  # one waiter per task run, so an unknown state is logged once
             self._waiter = Waiter(self.lifecycle, ref, self.log)
         try:
-            data = self.hook.request(self.lifecycle.read(ref)).data
+            obs = self._waiter.evaluate(self.hook.request(self.lifecycle.read(ref)).data)
+            if watch := self._waiter.watch_request(obs):
+                obs = self._waiter.watched(obs, self.hook.request(watch).data)
         except ServiceError as exc:
             if not exc.retryable:
                 raise
-            # A transient error outlasting the per-request retries: poke again, until the sensor's timeout.
+            # A transient error outlasting the per-request retries (of the resource's read or the spec's watch
+            # read): poke again, until the sensor's timeout.
             self.log.warning(
                 "%s could not be read (%s); next check in %ss", self.lifecycle.describe(ref), exc, self.poke_interval
             )
             return PokeReturnValue(is_done=False)
-        obs = self._waiter.evaluate(data)
-        if watch := self._waiter.watch_request(obs):
-            obs = self._waiter.watched(obs, self.hook.request(watch).data)
         if obs.outcome == "failure":
             details = None
             if self.lifecycle.failure_details and (extra := self.lifecycle.failure_details(ref, obs.resource)):

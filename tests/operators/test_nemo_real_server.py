@@ -5,11 +5,13 @@ real NeMo Platform server, whose spec-analysis job runs NVIDIA's own task on a t
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, ClassVar
 
 import pytest
 from fixtures.nemo_server import NemoServer
 from fixtures.waiting import wait_until
 
+from airflow_provider_modelreg.hooks.nemo import SPEC_JOB_RUNNING
 from airflow_provider_modelreg.operators.nemo import NemoCreateModelOperator
 from airflow_provider_modelreg.sensors.nemo import NemoModelSpecSensor
 
@@ -82,6 +84,27 @@ def test_a_project_that_does_not_exist_is_refused_and_nothing_is_created(run_dag
     assert server.http.get(f"/apis/models/v2/workspaces/{workspace}/models/ghostly").status_code == 404
 
 
+def newest_spec_job(server: NemoServer, workspace: str, name: str) -> dict[str, Any] | None:
+    """The entity's newest spec-analysis job, as the real jobs API lists it."""
+    jobs = server.http.get(
+        f"/apis/jobs/v2/workspaces/{workspace}/jobs", params={"filter[source]": "models-system", "sort": "-created_at"}
+    ).json()["data"]
+    wanted = f"Model Spec Analyzer for model {workspace}/{name}"
+    return next((job for job in jobs if job["description"] == wanted), None)
+
+
+def patched_to_a_new_fileset(server: NemoServer, workspace: str, name: str) -> None:
+    """``name`` with ckpt's spec (2 layers), then PATCHed to ``deeper`` (3 layers) whose spec job now runs."""
+    created = server.http.post(f"/apis/models/v2/workspaces/{workspace}/models", json={"name": name, "fileset": "ckpt"})
+    assert created.status_code == 201, created.text
+    path = f"/apis/models/v2/workspaces/{workspace}/models/{name}"
+    wait_until(lambda: server.http.get(path).json()["spec"], lambda spec: spec is not None, 300, "the first spec")
+    assert server.http.patch(path, json={"fileset": "deeper"}).json()["spec"]["num_layers"] == 2
+    job = newest_spec_job(server, workspace, name)
+    assert job is not None and job["status"] in SPEC_JOB_RUNNING  # NVIDIA's task takes seconds to write the spec
+    assert server.http.get(path).json()["spec"]["num_layers"] == 2  # the old spec, meanwhile
+
+
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferred"])
 def test_after_a_patch_the_sensor_returns_the_new_filesets_spec(run_dag, platform, deferrable):
     """The real server answers the old fileset's spec while the new job runs; the sensor waits for the new one."""
@@ -89,11 +112,7 @@ def test_after_a_patch_the_sensor_returns_the_new_filesets_spec(run_dag, platfor
 
     server, workspace = platform
     name = f"moving-{str(deferrable).lower()}"
-    created = server.http.post(f"/apis/models/v2/workspaces/{workspace}/models", json={"name": name, "fileset": "ckpt"})
-    assert created.status_code == 201, created.text
-    path = f"/apis/models/v2/workspaces/{workspace}/models/{name}"
-    wait_until(lambda: server.http.get(path).json()["spec"], lambda spec: spec is not None, 300, "the first spec")
-    assert server.http.patch(path, json={"fileset": "deeper"}).json()["spec"]["num_layers"] == 2
+    patched_to_a_new_fileset(server, workspace, name)
 
     with DAG(f"nemo_real_sensor_{deferrable}", schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
         NemoModelSpecSensor(
@@ -102,6 +121,94 @@ def test_after_a_patch_the_sensor_returns_the_new_filesets_spec(run_dag, platfor
     result = run_dag(dag, {CONN: connection(server)})
     assert result.state == "success"
     assert result.xcom("wait")["spec"]["num_layers"] == 3
+    assert newest_spec_job(server, workspace, name)["status"] == "completed"
+
+
+def test_after_a_patch_the_trigger_started_in_the_triggerer_waits_for_the_new_spec(platform, monkeypatch, task_context):
+    """start_from_trigger: no poke runs in a worker first; the trigger alone waits for the new fileset's spec."""
+    import asyncio
+    import json
+
+    from airflow_provider_modelreg.lifecycle import LifecycleTrigger
+
+    server, workspace = platform
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", json.dumps(connection(server)))
+    patched_to_a_new_fileset(server, workspace, "moving-trigger")
+    sensor = NemoModelSpecSensor(
+        task_id="wait", conn_id=CONN, name="{{ name }}", workspace=workspace, start_from_trigger=True, poke_interval=0.5
+    )
+    trigger = LifecycleTrigger(**sensor.start_trigger_args.trigger_kwargs)
+    trigger.name = "moving-trigger"  # what the triggerer's render_template_fields writes
+
+    async def first_event() -> Any:
+        try:
+            async for event in trigger.run():
+                return event.payload
+        finally:
+            await trigger.cleanup()
+
+    event = asyncio.run(asyncio.wait_for(first_event(), 300))
+    assert event["status"] == "success", event
+    assert newest_spec_job(server, workspace, "moving-trigger")["status"] == "completed"
+    sensor.name = "moving-trigger"
+    assert sensor.execute_complete(task_context(), event)["spec"]["num_layers"] == 3
+
+
+class DiesWhileTheSpecJobRuns(NemoCreateModelOperator):
+    """Its first try is killed while the real spec-analysis job runs, right after the create answered (as a
+    worker OOM or kill -9 would): the record the create left is all its retry has."""
+
+    creates: ClassVar[int] = 0
+    job_status_at_death: ClassVar[str | None] = None
+    server: ClassVar[NemoServer | None] = None
+
+    def create(self, context: Any, request: Any) -> Any:
+        type(self).creates += 1
+        return super().create(context, request)
+
+    def wait(self, ref: dict[str, Any], resource: Any) -> Any:
+        if self._first_try:
+            assert self.server is not None
+            job = newest_spec_job(self.server, ref["workspace"], ref["name"])
+            type(self).job_status_at_death = None if job is None else job["status"]
+            raise RuntimeError("worker died")
+        return super().wait(ref, resource)
+
+    def execute(self, context: Any) -> Any:
+        self._first_try = context["ti"].try_number == 1
+        return super().execute(context)
+
+
+@pytest.mark.airflow_feature("durable")
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferred"])
+def test_a_crash_while_waiting_reconnects_to_its_own_entity(run_dag, platform, capfd, deferrable):
+    from airflow.sdk import DAG
+
+    server, workspace = platform
+    DiesWhileTheSpecJobRuns.server, DiesWhileTheSpecJobRuns.creates = server, 0
+    name = f"crashing-{str(deferrable).lower()}"
+    with DAG(f"nemo_real_crash_{deferrable}", schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
+        DiesWhileTheSpecJobRuns(
+            task_id="register",
+            conn_id=CONN,
+            workspace=workspace,
+            name=name,
+            fileset="ckpt",
+            deferrable=deferrable,
+            poll_interval=0.5,
+            wait_timeout=300,
+            retries=1,
+            retry_delay=dt.timedelta(seconds=0),
+        )
+    result = run_dag(dag, {CONN: connection(server)})
+    assert result.state == "success" and result.try_number("register") == 2
+    assert DiesWhileTheSpecJobRuns.job_status_at_death in SPEC_JOB_RUNNING
+    assert DiesWhileTheSpecJobRuns.creates == 1  # the retry never reached create (nor its lookup)
+    listed = server.http.get(f"/apis/models/v2/workspaces/{workspace}/models").json()
+    assert [entity["name"] for entity in listed["data"]] == [name]  # its own, and no second entity
+    spec = result.xcom("register")["spec"]
+    assert (spec["checkpoint_model_name"], spec["num_layers"], spec["hidden_size"]) == ("LlamaForCausalLM", 2, 64)
+    assert "Reconnecting to NeMo model entity" in capfd.readouterr().out
 
 
 def test_a_retry_finds_its_own_entity_and_another_task_instance_is_refused(platform, monkeypatch, task_context):

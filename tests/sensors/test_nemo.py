@@ -55,9 +55,8 @@ def test_waits_for_the_spec_sync_and_deferred_with_the_same_xcom(run_dag, nemo_h
     ender.join(timeout=5)
 
     assert (sync.state, deferred.state) == ("success", "success")
-    # The triggerer waited for the entity's running spec-analysis job (the entity answers no spec meanwhile).
-    assert [sorted(ref) for ref in trigger_runs] == [["job", "name", "workspace"]]
-    assert trigger_runs[0]["job"].startswith("models-system-")
+    # The triggerer waited on the entity (its spec watches the spec-analysis job): one wait, on the entity's ref.
+    assert trigger_runs == [{"workspace": "team-a", "name": "deferred-bot"}]
     sync_entity, deferred_entity = sync.xcom("wait_for_spec"), deferred.xcom("wait_for_spec")
     assert sync_entity["spec"] is not None and sync_entity["spec"] == deferred_entity["spec"]
     assert (sync_entity["name"], deferred_entity["name"]) == ("sync-bot", "deferred-bot")
@@ -188,3 +187,23 @@ def test_after_a_patch_to_a_new_fileset_it_returns_that_filesets_spec(
     ender.join(timeout=5)
     assert result.state == "success"
     assert result.xcom("wait_for_spec")["spec"]["num_layers"] == 3
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferred"])
+def test_a_cancelled_spec_analysis_job_fails_the_sensor_at_once_saying_so(
+    run_dag, nemo_hook, sandbox, nemo_conn, capfd, deferrable
+):
+    """Nothing will write the spec of a fileset whose analysis was cancelled: the wait fails, not times out."""
+    state = sandbox.sandbox.state
+    state.lifecycle_seconds["nemo"] = 3600
+    name = f"halted-{str(deferrable).lower()}"
+    nemo_hook.create_model("ws", CreateModelEntity(name=name, fileset="ws/ckpt"))
+    jobs = nemo_hook.request(ApiRequest("GET", "/apis/jobs/v2/workspaces/ws/jobs")).data["data"]
+    [job] = [job for job in jobs if job["description"] == f"Model Spec Analyzer for model ws/{name}"]
+    nemo_hook.request(ApiRequest("POST", f"/apis/jobs/v2/workspaces/ws/jobs/{job['name']}/cancel"))
+
+    dag = make_dag(f"nemo_sensor_cancelled_{deferrable}", name=name, workspace="ws", deferrable=deferrable, retries=2)
+    result = run_dag(dag, {CONN: nemo_conn})
+    assert result.state == "failed" and result.try_number("wait_for_spec") == 1
+    out = capfd.readouterr().out
+    assert f"name={name} ended SPEC_ANALYSIS_CANCELLED: spec-analysis job {job['name']} was cancelled" in out

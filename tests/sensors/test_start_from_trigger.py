@@ -106,3 +106,51 @@ def test_a_sensor_set_to_start_from_the_trigger_still_works_where_a_worker_start
     assert result.state == "success"
     assert result.xcom("wait")["lifecycleState"] == "ACTIVE"
     assert result.xcom("wait")["id"] == result.xcom("train")["id"]
+
+
+def test_the_nemo_trigger_started_directly_waits_for_the_new_filesets_spec_after_a_patch(
+    sandbox, nemo_hook, nemo_env, task_context
+):
+    """Issue 29: the spec-analysis job is checked by the NeMo spec itself, so the trigger the triggerer starts
+    (no poke in a worker first) waits while the job for the new fileset runs, though the entity still answers the
+    old fileset's spec, and the sensor then returns the new one (ws/late-ckpt has 3 layers, ws/ckpt 2)."""
+    import asyncio
+    import time
+
+    from airflow_provider_modelreg.http import ApiRequest
+    from airflow_provider_modelreg.models.nemo import CreateModelEntity
+
+    state = sandbox.sandbox.state
+    state.lifecycle_seconds["nemo"] = 0
+    nemo_hook.create_model("ws", CreateModelEntity(name="moved", fileset="ws/ckpt"))
+    assert nemo_hook.get_model("ws", "moved")["spec"]["num_layers"] == 2
+    state.lifecycle_seconds["nemo"] = 3600  # the new analysis runs until the trigger has seen it running
+    nemo_hook.request(
+        ApiRequest("PATCH", "/apis/models/v2/workspaces/ws/models/moved", json={"fileset": "ws/late-ckpt"})
+    )
+
+    sensor = NemoModelSpecSensor(
+        task_id="wait", name="{{ name }}", workspace="ws", conn_id=nemo_env, start_from_trigger=True, poke_interval=0.1
+    )
+    trigger = LifecycleTrigger(**sensor.start_trigger_args.trigger_kwargs)
+    trigger.name = "moved"  # what the triggerer's render_template_fields writes
+    listed = state.counters.get("nemo.job_lists", 0)
+
+    async def events() -> tuple[dict[str, Any], bool]:
+        running = trigger.run()
+        first = asyncio.ensure_future(anext(running))
+        deadline = time.monotonic() + 60
+        while state.counters.get("nemo.job_lists", 0) < listed + 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        waited_while_the_job_ran = not first.done()
+        state.lifecycle_seconds["nemo"] = 0  # the analysis ends
+        event = await asyncio.wait_for(first, 60)
+        await running.aclose()
+        await trigger.cleanup()
+        return event.payload, waited_while_the_job_ran
+
+    event, waited_while_the_job_ran = asyncio.run(events())
+    assert waited_while_the_job_ran  # two looks at the running job, and no event
+    assert event == {"status": "success", "state": "SPEC_READY", "ref": {"workspace": "ws", "name": "moved"}}
+    sensor.name = "moved"
+    assert sensor.execute_complete(task_context(), event)["spec"]["num_layers"] == 3
