@@ -158,8 +158,8 @@ async def cancel_async(
 
 
 # -- a trigger's on_kill, run to its end -----------------------------------------------------------------
-async def on_kill_to_the_end(trigger: Any, work: Coroutine[Any, Any, None], described: str, logger: Any) -> None:
-    """Run a trigger's on_kill ``work`` (the state question, then the cancel) to its end, although the
+class TriggerOnKill:
+    """A trigger's on_kill work (the state question, then the cancel), run to its end although the
     triggerer cancels the trigger again and again meanwhile.
 
     Airflow 3.3's triggerer repeats a user action's cancel at every turn of its loop (about once a second)
@@ -167,41 +167,41 @@ async def on_kill_to_the_end(trigger: Any, work: Coroutine[Any, Any, None], desc
     being cancelled, and the runner cancels each one's asyncio task again. A cancel taking longer than one
     turn (a loaded triggerer's state question takes seconds) was interrupted by the next: the triggerer
     swallows a CancelledError inside on_kill, so the training ran on and nothing was logged (issue 28).
-    So the work runs in a task of its own, which those cancels never reach; on_kill waits for it and
+    So the work runs in a task of its own, which those cancels never reach; :meth:`finish` waits for it and
     absorbs them. The work is bounded (``state_read_budget`` plus :data:`CANCEL_BUDGET`), so waiting ends.
-    On Python 3.11 the triggerer's ``wait_for`` may still stop waiting for on_kill: the trigger's cleanup
-    then waits for the work (:func:`kill_finished`) before giving its client back.
+    On Python 3.11 the triggerer's ``wait_for`` may still stop on_kill's waiting: the trigger keeps this
+    object, and its cleanup calls :meth:`finish` again before giving its client back.
     """
-    task = asyncio.ensure_future(work)
-    trigger._kill_work = task
-    await _outlast_cancels(task, described, logger)
 
+    __slots__ = ("described", "logger", "task")
 
-async def kill_finished(trigger: Any, described: str, logger: Any) -> None:
-    """Wait for an on_kill started by :func:`on_kill_to_the_end` that is still running (from cleanup)."""
-    task = getattr(trigger, "_kill_work", None)
-    if task is not None:
-        await _outlast_cancels(task, described, logger)
+    def __init__(self, work: Coroutine[Any, Any, None], described: str, logger: Any) -> None:
+        self.task: asyncio.Future[None] = asyncio.ensure_future(work)
+        self.described = described
+        self.logger = logger
 
-
-async def _outlast_cancels(task: asyncio.Future[None], described: str, logger: Any) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + state_read_budget() + CANCEL_BUDGET + 1.0
-    while not task.done():
-        left = deadline - loop.time()
-        if left <= 0:  # not expected (the work is bounded): say so rather than wait on
-            task.cancel()
-            logger.warning("Cancelling %s did not end in time; it may still be running", described)
-            return
-        try:
-            await asyncio.wait({task}, timeout=left)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and hasattr(current, "uncancel"):  # Python 3.11+ counts cancels
-                current.uncancel()
-            logger.debug("The triggerer cancelled the trigger again while it stops %s; finishing that first", described)
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        logger.warning("Could not cancel %s: %s", described, _safe(exc))
+    async def finish(self) -> None:
+        """Wait for the work to end, absorbing the triggerer's repeated cancels (at most its budget)."""
+        task, logger = self.task, self.logger
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + state_read_budget() + CANCEL_BUDGET + 1.0
+        while not task.done():
+            left = deadline - loop.time()
+            if left <= 0:  # not expected (the work is bounded): say so rather than wait on
+                task.cancel()
+                logger.warning("Cancelling %s did not end in time; it may still be running", self.described)
+                return
+            try:
+                await asyncio.wait({task}, timeout=left)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and hasattr(current, "uncancel"):  # Python 3.11+ counts cancels
+                    current.uncancel()
+                logger.debug(
+                    "The triggerer cancelled the trigger again while it stops %s; finishing that first", self.described
+                )
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.warning("Could not cancel %s: %s", self.described, _safe(exc))
 
 
 def _safe(exc: BaseException) -> str:

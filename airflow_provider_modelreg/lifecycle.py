@@ -20,13 +20,16 @@ import math
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_modelreg import coalesce, pacing, ticks
 from airflow_provider_modelreg.http import ServiceClient, ServiceError
 from airflow_provider_modelreg.spec import ClientSource, LifecycleSpec, Waiter, resolve_spec
+
+if TYPE_CHECKING:
+    from airflow_provider_modelreg.cancellation import TriggerOnKill
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,9 @@ class LifecycleTrigger(BaseTrigger):
     renders before :meth:`run`; ``end_time`` is then None and Airflow's trigger timeout ends the wait.
     """
 
+    # The on_kill under way, which cleanup waits for; a class default, so a trigger never killed keeps none.
+    _on_kill: TriggerOnKill | None = None
+
     def __init__(
         self,
         *,
@@ -185,7 +191,7 @@ class LifecycleTrigger(BaseTrigger):
         instance's state tells which: only a task marked failed cancels (cancellation.cancel_reason)."""
         if not self.cancel_on_kill:
             return
-        from airflow_provider_modelreg.cancellation import acancel_reason, on_kill_to_the_end
+        from airflow_provider_modelreg.cancellation import TriggerOnKill, acancel_reason
 
         async def cancel_if_marked_failed() -> None:
             why = await acancel_reason(self.task_instance, self.log)
@@ -195,7 +201,8 @@ class LifecycleTrigger(BaseTrigger):
 
         # In a task of its own, which the triggerer's repeated cancels never reach (cancellation.py).
         described = resolve_spec(self.spec).describe(self.resource_ref())
-        await on_kill_to_the_end(self, cancel_if_marked_failed(), described, self.log)
+        self._on_kill = TriggerOnKill(cancel_if_marked_failed(), described, self.log)
+        await self._on_kill.finish()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         spec = resolve_spec(self.spec)
@@ -290,10 +297,8 @@ class LifecycleTrigger(BaseTrigger):
             yield TriggerEvent({"status": "error", "message": str(exc)})
 
     async def cleanup(self) -> None:
-        if getattr(self, "_kill_work", None) is not None:  # an on_kill still cancelling keeps the client
-            from airflow_provider_modelreg.cancellation import kill_finished
-
-            await kill_finished(self, resolve_spec(self.spec).describe(self.resource_ref()), self.log)
+        if self._on_kill is not None:  # an on_kill still cancelling keeps the client
+            await self._on_kill.finish()
         client, self._client = self._client, None
         if client is not None:
             await _release_client(client)

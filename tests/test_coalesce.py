@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fixtures.happyrobot_waits import WAITS, create_batch, run_all
+from fixtures.happyrobot_waits import WAITS, create_batch, run_all, waits_on
 
 from airflow_provider_modelreg import coalesce, lifecycle
 from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE, HappyRobotHook
@@ -171,19 +171,7 @@ def test_oci_vision_waits_share_one_list_per_compartment_and_project_with_the_sa
         )
         before = dict(coalesce.stats)
         end = time.time() + 8.0  # OCI key loading per trigger is slow on a busy machine
-        pairs = [
-            (
-                model_id,
-                LifecycleTrigger(
-                    spec=OCI_MODEL.key,
-                    conn_id="oci_vision_test",
-                    ref={"model_id": model_id},
-                    poll_interval=0.1,
-                    end_time=end,
-                ),
-            )
-            for model_id in ids
-        ]
+        pairs = waits_on({i: i for i in ids}, spec=OCI_MODEL.key, conn_id="oci_vision_test", end_time=end)
         events = asyncio.run(run_all(pairs))
         return [events[i] for i in ids], {k: coalesce.stats[k] - before[k] for k in before}
 

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
+from fixtures.mlflow_runs import FlakyRunOperator
 
 from airflow_provider_modelreg.idempotency import REUSED
 from airflow_provider_modelreg.operators.mlflow import MlflowCreateRunOperator
@@ -15,19 +15,6 @@ from airflow_provider_modelreg.version_compat import AIRFLOW_V_3_1_PLUS
 pytestmark = pytest.mark.integration
 
 CONN = "mlf_logs"
-
-
-class RunOperatorFailingItsFirstTry(MlflowCreateRunOperator):
-    """Fails its first try once the run is made: the retry finds that run (the task's own) and reuses it."""
-
-    def create(self, context: Any, plan: Any) -> dict[str, Any]:
-        self._first_try = context["ti"].try_number == 1
-        return super().create(context, plan)
-
-    def log_to_run(self, log: Any) -> None:
-        super().log_to_run(log)
-        if self._first_try:
-            raise RuntimeError("injected failure after the run was made")
 
 
 def run_dag_logging_to(run_dag, target, dag_id: str, operator: type[MlflowCreateRunOperator], experiment: str):
@@ -61,13 +48,13 @@ def test_a_retry_that_finds_its_earlier_tries_run_logs_the_reuse(run_dag, aidp_t
     experiment = aidp_target.unique("retried-exp")
     capfd.readouterr()
 
-    result = run_dag_logging_to(run_dag, aidp_target, "retry_log", RunOperatorFailingItsFirstTry, experiment)
+    result = run_dag_logging_to(run_dag, aidp_target, "retry_log", FlakyRunOperator, experiment)
 
     assert result.state == "success" and result.try_number("log_run") == 2
     log = "".join(capfd.readouterr())
     # The first try made the experiment and the run; the second finds the experiment (shared by name) and
     # its own run, which only it calls a reuse.
     assert log.count(REUSED) == 1
-    assert log.index("injected failure after the run was made") < log.index(REUSED)
+    assert log.index("injected failure while logging") < log.index(REUSED)
     assert log.count(f"Experiment {experiment!r} exists; logging to it") == 1
     assert len(aidp_target.runs_of(experiment)) == 1

@@ -8,11 +8,10 @@ import time
 from typing import Any
 
 import pytest
-from fixtures.happyrobot_waits import create_batch, run_all
+from fixtures.happyrobot_waits import create_batch, run_all, waits_on
 
 from airflow_provider_modelreg import coalesce, ticks
 from airflow_provider_modelreg.hooks.happyrobot import MODEL_LIFECYCLE
-from airflow_provider_modelreg.lifecycle import LifecycleTrigger
 
 
 def test_sleeping_waits_share_ticks_each_waking_at_or_after_its_own_time():
@@ -63,19 +62,7 @@ def test_parked_waits_poll_unchanged_resources_without_making_a_future_per_poll(
 
     monkeypatch.setattr(asyncio.BaseEventLoop, "create_future", counting)
     before = dict(coalesce.stats)
-    pairs = [
-        (
-            label,
-            LifecycleTrigger(
-                spec=MODEL_LIFECYCLE.key,
-                conn_id="hr",
-                ref={"model_id": m},
-                poll_interval=0.1,
-                end_time=time.time() + 600,
-            ),
-        )
-        for m, label in batch.items()
-    ]
+    pairs = waits_on(batch, spec=MODEL_LIFECYCLE.key, conn_id="hr", end_time=time.time() + 600)
     polls_wanted = 20 * len(pairs)
 
     async def run() -> dict[str, dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from fixtures.mlflow import HOOK_CONN_ID
+from fixtures.mlflow_runs import FlakyRunOperator
 
 from airflow_provider_modelreg.hooks.mlflow import IDEMPOTENCY_TAG
 from airflow_provider_modelreg.operators.mlflow import MlflowCreateModelVersionOperator, MlflowCreateRunOperator
@@ -237,19 +238,6 @@ def test_a_bad_metric_value_fails_before_anything_is_sent(run_dag, mlflow_target
     result = run_dag(dag_with("mlflow_bad_metric", build), {CONN: mlflow_target.conn})
     assert result.task_state("log_run") == "failed"
     assert mlflow_target.hook().get_experiment_by_name(experiment) is None  # no experiment, no run
-
-
-class FlakyRunOperator(MlflowCreateRunOperator):
-    """Fails its first try after the run is created and logged: the retry must reuse that run."""
-
-    def create(self, context: Any, plan: Any) -> dict[str, Any]:
-        self._first_try = context["ti"].try_number == 1
-        return super().create(context, plan)
-
-    def log_to_run(self, log: Any) -> None:
-        super().log_to_run(log)
-        if self._first_try:
-            raise RuntimeError("injected failure while logging")
 
 
 def test_a_retried_task_reuses_its_run(run_dag, mlflow_target):

@@ -19,6 +19,7 @@ import httpx
 import nemo_platform
 from nemo_platform import NeMoPlatform
 from nemo_platform.resources.files.filesets import FilesetsResource
+from session import create_sdk_bot  # this script's folder is on sys.path (run as a script)
 
 WAIT_SECONDS = 240.0
 
@@ -131,20 +132,7 @@ def main(base_url: str, ws: str, checkpoint: Path, out: Path) -> None:
     # -- a model and the spec NVIDIA's task derives from its checkpoint -----------------------------
     rec.call(
         "create",
-        lambda: client.models.create(
-            workspace=ws,
-            name="sdk-bot",
-            fileset=f"{ws}/ckpt",
-            description="registered by NVIDIA's SDK",
-            project="support",
-            base_model="meta/llama-3.1-8b-instruct",
-            finetuning_type="lora_merged",
-            api_endpoint={"url": "http://NIM.Example:80/v1", "model_id": "sdk-bot", "format": "openai"},
-            backend_format="OPENAI_CHAT",
-            prompt={"system_prompt": "Be brief.", "inference_params": {"temperature": 0.2, "max_tokens": 256}},
-            custom_fields={"team": "support", "nested": {"k": [1, 2]}},
-            model_providers=["default/nim"],
-        ),
+        lambda: create_sdk_bot(client, ws),
     )
     rec.call("retrieve", lambda: client.models.retrieve("sdk-bot", workspace=ws))
     rec.settle(

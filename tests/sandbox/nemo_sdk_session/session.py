@@ -165,6 +165,24 @@ def wait_for(read: Any, done: Any, seconds: float = 20.0) -> Any:
         time.sleep(0.1)
 
 
+def create_sdk_bot(client: NeMoPlatform, ws: str) -> Any:
+    """The model both sessions register (this one and differential.py): every field NVIDIA's SDK sends."""
+    return client.models.create(
+        workspace=ws,
+        name="sdk-bot",
+        fileset=f"{ws}/ckpt",
+        description="registered by NVIDIA's SDK",
+        project="support",
+        base_model="meta/llama-3.1-8b-instruct",
+        finetuning_type="lora_merged",
+        api_endpoint={"url": "http://NIM.Example:80/v1", "model_id": "sdk-bot", "format": "openai"},
+        backend_format="OPENAI_CHAT",
+        prompt={"system_prompt": "Be brief.", "inference_params": {"temperature": 0.2, "max_tokens": 256}},
+        custom_fields={"team": "support", "nested": {"k": [1, 2]}},
+        model_providers=["default/nim"],
+    )
+
+
 def main(base_url: str, out: str) -> None:
     rec = Recorder()
     http = nemo_platform.DefaultHttpxClient(event_hooks={"response": [rec.on_response]})
@@ -188,20 +206,7 @@ def main(base_url: str, out: str) -> None:
     created = rec.answer(
         "create",
         ModelEntity,
-        lambda: client.models.create(
-            workspace=ws,
-            name="sdk-bot",
-            fileset=f"{ws}/ckpt",
-            description="registered by NVIDIA's SDK",
-            project="support",
-            base_model="meta/llama-3.1-8b-instruct",
-            finetuning_type="lora_merged",
-            api_endpoint={"url": "http://NIM.Example:80/v1", "model_id": "sdk-bot", "format": "openai"},
-            backend_format="OPENAI_CHAT",
-            prompt={"system_prompt": "Be brief.", "inference_params": {"temperature": 0.2, "max_tokens": 256}},
-            custom_fields={"team": "support", "nested": {"k": [1, 2]}},
-            model_providers=["default/nim"],
-        ),
+        lambda: create_sdk_bot(client, ws),
     )
     rec.records.append(
         {"step": "create returned", "spec_is_none": created.spec is None, "url": str(created.api_endpoint.url)}
