@@ -1,10 +1,12 @@
 """Drives Airflow's connection form in Debian's headless Chromium (selenium + /usr/bin/chromedriver), for
-tests/e2e/test_production.py. It runs in ``.venv-prod`` (which has selenium; the provider's ``.venv`` does
-not): ``python connection_form.py plan.json`` prints what a person saw as JSON, and the test judges it.
+tests/e2e/test_connection_form.py (every Airflow line) and tests/e2e/test_production.py. It runs in
+``.venv-prod`` (which has selenium; the provider's and the lines' venvs do not): ``python connection_form.py
+plan.json`` prints what a person saw as JSON, and the test judges it. Every step waits for what it needs on
+the page (a type's own fields, a section unfolded, a saved connection's values), never a fixed time.
 
-The plan names the API server, the connection types to look at, one connection to save through the form
-(typed into its fields, the rest left at the form's defaults) and pages to open; screenshots go to the
-plan's folder. With ``MODELREG_SCREENSHOTS=<dir>`` set, each inspected connection type's form is also saved
+The plan names the API server, the connection types to look at (with each one's extra field names), one
+connection to save through the form (typed into its fields, the rest left at the form's defaults) and pages
+to open; screenshots go to the plan's folder. With ``MODELREG_SCREENSHOTS=<dir>`` set, each inspected connection type's form is also saved
 there as ``<connection type>.png`` (its Extra Fields open) and ``<connection type>-standard.png``: the docs'
 service pages show them (docs/_static/connection-forms/).
 """
@@ -48,10 +50,33 @@ const dialog = document.querySelector('[role=dialog]');
 return [...dialog.querySelectorAll('[data-part=root][role=group]')].map(group => {
   const label = group.querySelector('label[data-part=label]');
   const input = group.querySelector('[name]');
-  if (!label || !input) return null;
+  // Airflow 3.0 draws an enum field as a select with no named element: its root's id names it.
+  const select = group.querySelector('[data-scope=select][data-part=root][id^="select:"]');
+  if (!label || !(input || select)) return null;
+  const shown = group.getClientRects().length > 0;
+  if (!input) return {label: label.innerText.replace('*', '').trim(), name: select.id.slice(7), type: 'select',
+                      value: select.querySelector('[data-part=value-text]')?.innerText, shown, text: group.innerText};
   return {label: label.innerText.replace('*', '').trim(), name: input.name, type: input.type || input.tagName,
-          value: input.value, shown: group.getClientRects().length > 0, text: group.innerText};
+          value: input.value, shown, text: group.innerText};
 }).filter(Boolean);
+"""
+
+# The names of the open dialog's extra fields (the connection type's own), wherever they sit.
+EXTRA_NAMES_JS = """
+const named = [...document.querySelectorAll('[role=dialog] [name^=element_]')].map(e => e.name);
+const selects = [...document.querySelectorAll('[role=dialog] [data-scope=select][data-part=root][id^="select:element_"]')];
+return [...named, ...selects.map(e => e.id.slice(7))];  // Airflow 3.0's enum fields are named by id only
+"""
+
+# Whether the accordion section of this trigger is open: each field group in it laid out, its unfolding done.
+SECTION_SHOWN_JS = """
+const trigger = arguments[0];
+if (trigger.getAttribute('aria-expanded') !== 'true') return false;
+const content = document.getElementById(trigger.getAttribute('aria-controls'));
+if (!content || content.getClientRects().length === 0) return false;
+const groups = [...content.querySelectorAll('[data-part=root][role=group]')];
+return groups.every(g => g.getClientRects().length > 0)
+  && content.getAnimations({subtree: true}).every(a => a.playState === 'finished');
 """
 
 
@@ -66,8 +91,9 @@ def browser(user_data_dir: str) -> WebDriver:
 
 
 class Form:
-    def __init__(self, driver: WebDriver, base: str, shots: Path) -> None:
+    def __init__(self, driver: WebDriver, base: str, shots: Path, extra_fields: dict[str, list[str]]) -> None:
         self.driver, self.base, self.shots = driver, base.rstrip("/"), shots
+        self.extra_fields = extra_fields  # each connection type's (form label's) extra field names
         self.wait = WebDriverWait(driver, 30)
 
     def find(self, css: str) -> Any:
@@ -86,6 +112,15 @@ class Form:
 
     def open_new(self) -> None:
         self.driver.get(f"{self.base}/connections")
+        # The first visit logs in (the simple auth manager); Airflow 3.1's login lands on the home page, not
+        # on the page asked for: asked again then, logged in.
+        add = "//button[normalize-space(.)='Add Connection']"
+        self.wait.until(
+            lambda d: d.find_elements(By.XPATH, add) or d.current_url.rstrip("/") == self.base,
+            "neither the connections page nor the home page",
+        )
+        if not self.driver.find_elements(By.XPATH, add):
+            self.driver.get(f"{self.base}/connections")
         self.click_button("Add Connection")
         self.find("[role=dialog] input[name=connection_id]")
 
@@ -96,17 +131,27 @@ class Form:
         xpath = f"//*[@role='option'][normalize-space(.)={json.dumps(option)}]"
         self.wait.until(expected_conditions.element_to_be_clickable((By.XPATH, xpath))).click()
 
+    def extra_names(self) -> set[str]:
+        return set(self.driver.execute_script(EXTRA_NAMES_JS))
+
     def choose_type(self, label: str) -> None:
+        """Pick the connection type; done when the dialog holds exactly that type's extra fields (the last
+        type's are gone: React swaps them after the choice shows)."""
         self.choose(self.find("[role=dialog] input[role=combobox]"), label)
-        self.wait.until(lambda d: label in self.find("[role=dialog]").text)
-        self.find("[role=dialog] [name^=element_]")
-        time.sleep(0.5)  # the new type's fields replace the last type's
+        wanted = {f"element_{name}" for name in self.extra_fields[label]}
+        try:
+            self.wait.until(lambda d: label in self.find("[role=dialog]").text and self.extra_names() == wanted)
+        except TimeoutException:
+            raise TimeoutException(
+                f"{label}: extra fields {sorted(self.extra_names())}, not {sorted(wanted)}"
+            ) from None
 
     def open_section(self, title: str) -> None:
         trigger = self.driver.find_elements(By.XPATH, f"//button[@data-part='item-trigger'][contains(., '{title}')]")
         if trigger and trigger[0].get_attribute("aria-expanded") != "true":
             trigger[0].click()
-            time.sleep(0.3)
+            # Open when the section's every field takes space on the page (its content unfolds after the click).
+            self.wait.until(lambda d: d.execute_script(SECTION_SHOWN_JS, trigger[0]), f"section {title} never opened")
 
     def fields(self) -> list[dict[str, Any]]:
         return list(self.driver.execute_script(FIELDS_JS))
@@ -153,7 +198,7 @@ class Form:
             "page_text": self.driver.find_element(By.TAG_NAME, "body").text,
         }
 
-    def edit(self, conn_id: str) -> dict[str, Any]:
+    def edit(self, conn_id: str, typed: dict[str, str]) -> dict[str, Any]:
         """The saved connection's edit form: its fields and the whole page source (to look for secrets)."""
         if not self.driver.current_url.rstrip("/").endswith("/connections"):
             self.driver.get(f"{self.base}/connections")  # after a save the list is already shown
@@ -165,7 +210,16 @@ class Form:
         row.find_element(By.XPATH, ".//button[@aria-label='Edit Connection' or contains(@aria-label, 'Edit')]").click()
         self.find("[role=dialog] input[name=connection_id]")
         self.open_section("Extra Fields")
-        time.sleep(0.5)
+        # The form is filled from the saved connection: done when each typed field shows what was typed.
+        self.wait.until(
+            lambda d: all(
+                d.find_element(By.CSS_SELECTOR, f"[role=dialog] [name={json.dumps(f'element_{name}')}]").get_attribute(
+                    "value"
+                )
+                == value
+                for name, value in typed.items()
+            )
+        )
         self.shot("edit")
         return {"fields": self.fields(), "page_source": self.driver.page_source}
 
@@ -193,7 +247,7 @@ def main(plan_path: str) -> None:
     if for_docs:  # tall enough for the longest form (OCI's) to be shot whole
         driver.set_window_size(1400, 4200)
     try:
-        form = Form(driver, plan["base"], shots)
+        form = Form(driver, plan["base"], shots, plan["extra_fields"])
         for n, label in enumerate(plan.get("inspect", [])):
             if n == 0:
                 form.open_new()
@@ -215,7 +269,7 @@ def main(plan_path: str) -> None:
             print(f"{time.monotonic() - started:.1f}s {label}", file=sys.stderr)
         if spec := plan.get("save"):
             result["save"] = form.save(spec)
-            result["edit"] = form.edit(spec["conn_id"])
+            result["edit"] = form.edit(spec["conn_id"], spec.get("extra", {}))
         for name, url in plan.get("open", {}).items():
             driver.get(url)
             if wanted := plan.get("open_wait_for", {}).get(name):

@@ -245,7 +245,11 @@ def in_browser(stack: ProductionStack, plan: dict[str, Any], folder: Path) -> di
         pytest.fail("Debian's chromium and chromium-driver are not installed (./dev setup installs them)")
     folder.mkdir(parents=True, exist_ok=True)
     every_screenshot = bool(os.environ.get("MODELREG_SCREENSHOTS"))  # else only the saves, edits and pages
+    from airflow_provider_modelreg.get_provider_info import CONNECTION_TYPES
+
+    extra_fields = {d["hook-name"]: list(d["conn-fields"]) for d in CONNECTION_TYPES}  # what each type shows
     plan = {"base": stack.base, "screenshots": str(folder), "every_screenshot": every_screenshot, **plan}
+    plan["extra_fields"] = extra_fields
     (folder / "plan.json").write_text(json.dumps(plan))
     python = ROOT / ".venv-prod" / "bin" / "python"
     done = subprocess.run(
