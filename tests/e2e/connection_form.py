@@ -115,12 +115,16 @@ class Form:
         # The first visit logs in (the simple auth manager); Airflow 3.1's login lands on the home page, not
         # on the page asked for: asked again then, logged in.
         add = "//button[normalize-space(.)='Add Connection']"
-        self.wait.until(
-            lambda d: d.find_elements(By.XPATH, add) or d.current_url.rstrip("/") == self.base,
-            "neither the connections page nor the home page",
-        )
-        if not self.driver.find_elements(By.XPATH, add):
-            self.driver.get(f"{self.base}/connections")
+        connections_page = f"{self.base}/connections"
+
+        def landed(d: WebDriver) -> str | None:
+            url = d.current_url.split("?")[0].rstrip("/")
+            if url == connections_page and d.find_elements(By.XPATH, add):
+                return "connections"
+            return "home" if url == self.base else None
+
+        if self.wait.until(landed, "neither the connections page nor the home page") == "home":
+            self.driver.get(connections_page)
         self.click_button("Add Connection")
         self.find("[role=dialog] input[name=connection_id]")
 
