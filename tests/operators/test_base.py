@@ -119,7 +119,7 @@ def test_a_create_that_is_not_durable_is_made_again_by_its_retry(run_dag, sandbo
     assert len(sandbox.sandbox.state.all("happyrobot")) == 1
 
 
-@pytest.mark.airflow_feature("durable")
+@pytest.mark.airflow_feature("durable after a deferral timed out")
 @pytest.mark.skipif(
     not AIRFLOW_V_3_1_PLUS,
     reason="Airflow 3.0 hands a retry the failed try's deferral callback, which fails it again before execute "
