@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -246,7 +247,8 @@ def main(plan_path: str) -> None:
     result: dict[str, Any] = {"forms": {}, "pages": {}}
     for_docs = type_screenshots()
     started = time.monotonic()
-    driver = browser(tempfile.mkdtemp(prefix="modelreg-chromium-"))
+    profile = tempfile.mkdtemp(prefix="modelreg-chromium-")
+    driver = browser(profile)
     print(f"{time.monotonic() - started:.1f}s Chromium started", file=sys.stderr)
     if for_docs:  # tall enough for the longest form (OCI's) to be shot whole
         driver.set_window_size(1400, 4200)
@@ -285,7 +287,8 @@ def main(plan_path: str) -> None:
         driver.save_screenshot(str(shots / "error.png"))
         result["error"] = f"{type(exc).__name__}: {exc}"
     finally:
-        driver.quit()
+        driver.quit()  # Chromium has exited: its profile can go (a run leaves nothing behind)
+        shutil.rmtree(profile, ignore_errors=True)
     result["seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(result))
 
