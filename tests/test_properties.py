@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import posixpath
 import re
 import string
-import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -45,8 +44,9 @@ from airflow_provider_modelreg.models.mlflow import (
 from airflow_provider_modelreg.models.nemo import BackendFormat, CreateModelEntity, FinetuningType
 from airflow_provider_modelreg.models.oci_vision import CreateModelDetails
 
-# No example database, no patch files, and Hypothesis' caches outside the work tree.
-set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "modelreg-hypothesis"))
+# No example database, no patch files, and Hypothesis' own files in the work tree's ignored .hypothesis/ (not
+# the temp directory: a test run leaves nothing behind outside the work tree).
+set_hypothesis_home_dir(str(Path(__file__).resolve().parents[1] / ".hypothesis"))
 SETTINGS = settings(
     max_examples=60,
     deadline=None,
