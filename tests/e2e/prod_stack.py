@@ -75,6 +75,7 @@ class ProductionStack:
         # PostgreSQL refuses to run as root: as root its data directory belongs to the postgres user.
         self.pg_dir = Path(tempfile.mkdtemp(prefix="modelreg-pg-"))
         self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        (workdir / "tmp").mkdir(exist_ok=True)
 
     # -- start and stop -----------------------------------------------------------------------------
     def __enter__(self) -> ProductionStack:
@@ -95,6 +96,9 @@ class ProductionStack:
             {
                 "PATH": f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}",
                 "AIRFLOW_HOME": str(self.home),
+                # Celery's prefork pool keeps its shared memory in a pymp-* folder of the temp directory, which
+                # a worker killed with -9 (as these tests do) never removes: it goes with the stack's folder.
+                "TMPDIR": str(self.workdir / "tmp"),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -192,6 +196,7 @@ class ProductionStack:
                 "-c",
                 "fsync=off",
             ],
+            {"TMPDIR": str(self.pg_dir)},  # the postgres user's own (the stack's folder is root's)
         )
         self.wait(lambda: self._port_open(self.pg_port), 60, "PostgreSQL")
         createdb = [*self.as_postgres, str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port)]
