@@ -66,16 +66,26 @@ def uv_command() -> list[str]:
 
 def test_a_new_users_project_from_the_readme_passes_with_the_built_wheel(tmp_path):
     uv = uv_command()
+    # uv's lock files and the user's own temp files land in tmp_path: the suite leaves nothing in /tmp.
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    uv_env = os.environ | {"TMPDIR": str(temp)}
     # The wheel, built as a user would build it from a clone (into tmp_path: nothing left in the tree).
-    run([*uv, "build", "--wheel", "-q", "--out-dir", str(tmp_path / "dist")], cwd=ROOT)
+    run([*uv, "build", "--wheel", "-q", "--out-dir", str(tmp_path / "dist")], cwd=ROOT, env=uv_env)
     (wheel,) = (tmp_path / "dist").glob("airflow_provider_modelreg-*.whl")
     # A fresh venv with the wheel and pytest, every version constrained to uv.lock (reproducible; the warm cache).
     venv = tmp_path / "venv"
-    run([*uv, "venv", "-q", "--python", sys.executable, str(venv)])
+    run([*uv, "venv", "-q", "--python", sys.executable, str(venv)], env=uv_env)
     constraints = tmp_path / "constraints.txt"
-    run([*uv, "export", "-q", "--locked", "--no-emit-project", "--no-hashes", "-o", str(constraints)], cwd=ROOT)
+    run(
+        [*uv, "export", "-q", "--locked", "--no-emit-project", "--no-hashes", "-o", str(constraints)],
+        cwd=ROOT,
+        env=uv_env,
+    )
     python = venv / "bin" / "python"
-    run([*uv, "pip", "install", "-q", "--python", str(python), "-c", str(constraints), str(wheel), "pytest"])
+    run(
+        [*uv, "pip", "install", "-q", "--python", str(python), "-c", str(constraints), str(wheel), "pytest"], env=uv_env
+    )
 
     project = tmp_path / "project"
     files, command = readme_project()
@@ -90,9 +100,13 @@ def test_a_new_users_project_from_the_readme_passes_with_the_built_wheel(tmp_pat
         "HOME": str(home),
         "AIRFLOW_HOME": str(home / "airflow"),
         "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "TMPDIR": str(temp),
     }
     done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=900)
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     assert done.returncode == 0, f"{summary}\n{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
     assert re.search(r"\b3 passed\b", summary), summary
     assert not re.search(r"failed|error", summary), summary
+    # What the plugin and the sandbox made in the user's temp directory is gone; pytest keeps its own
+    # pytest-of-<user> folders by design.
+    assert [p.name for p in temp.iterdir() if not p.name.startswith(("pytest-of-", "uv-"))] == []
