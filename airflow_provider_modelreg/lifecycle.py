@@ -229,8 +229,13 @@ class LifecycleTrigger(BaseTrigger):
                             poll_interval=self.poll_interval,
                             final=time.time() >= end_time,
                         )
+                    obs = waiter.evaluate(data)
+                    seen = coalesce.remembered(spec, obs.resource)
+                    if spec.watch is not None and (watch := waiter.watch_request(obs)):
+                        obs = waiter.watched(obs, (await client.arequest(watch)).data)
                 except ServiceError as exc:
-                    # A transient error outlasting the per-request retries is ridden out until the deadline.
+                    # A transient error outlasting the per-request retries (of the resource's read or of its
+                    # watch read) is ridden out until the deadline.
                     left = end_time - time.time()
                     if not exc.retryable or left <= 0:
                         raise
@@ -238,19 +243,6 @@ class LifecycleTrigger(BaseTrigger):
                     log.warning("%s could not be read (%s); next check in %.1fs", waiter.label, exc, pause)
                     await ticks.sleep(pause)
                     continue
-                obs = waiter.evaluate(data)
-                seen = coalesce.remembered(spec, obs.resource)
-                if spec.watch is not None and (watch := waiter.watch_request(obs)):
-                    try:
-                        obs = waiter.watched(obs, (await client.arequest(watch)).data)
-                    except ServiceError as exc:  # ridden out as the resource's own read is
-                        left = end_time - time.time()
-                        if not exc.retryable or left <= 0:
-                            raise
-                        pause = min(self.poll_interval, max(left, 0.01))
-                        log.warning("%s could not be read (%s); next check in %.1fs", waiter.label, exc, pause)
-                        await ticks.sleep(pause)
-                        continue
                 if obs.outcome != "waiting":
                     log.info("%s reached %s; resuming the task", waiter.label, obs.state)
                 if obs.outcome == "success":
