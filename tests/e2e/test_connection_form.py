@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fixtures.processes import stop_group
 
 from airflow_provider_modelreg.get_provider_info import CONNECTION_TYPES
 from airflow_provider_modelreg.version_compat import AIRFLOW_VERSION
@@ -92,12 +92,7 @@ def api_server(airflow_db: None, tmp_path: Path) -> Iterator[str]:
             time.sleep(0.5)  # polling interval of the deadline-bound wait above
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
 
 
 def test_each_connection_type_shows_its_fields_labels_and_masks_in_chromium(api_server: str, tmp_path: Path):

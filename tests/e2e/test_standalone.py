@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.processes import stop_group
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -108,9 +108,4 @@ def test_example_dag_runs_under_scheduler_and_triggerer(tmp_path, sandbox, happy
         model_id = (xcom["value"] if isinstance(xcom["value"], dict) else json.loads(xcom["value"]))["id"]
         assert sandbox.sandbox.state.get("happyrobot", model_id) is not None
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
